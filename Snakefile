@@ -1,0 +1,31 @@
+# polyglot-sae: bilingual features of sparse autoencoders.
+# Stages, one file each: corpus -> model -> sae -> extract -> reduce -> score -> summary.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/corpus.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/sae.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/reduce.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/summary.smk"
+
+
+rule all:
+    input:
+        SUMMARY,
+    default_target: True
+
+
+onsuccess:
+    print_summary(SUMMARY)

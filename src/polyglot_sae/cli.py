@@ -1,0 +1,48 @@
+"""Command line: the same library functions the Snakemake scripts call."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .errors import InputError
+
+
+def _score(args: argparse.Namespace) -> None:
+    from .scoring import ScoreConfig, score_file
+
+    scores = score_file(args.maxacts, args.out, langs=args.langs.split(","), d_sae=args.d_sae,
+                        config=ScoreConfig(method=args.method, beta_rank=args.beta_rank))
+    alive = scores["rank"].count()
+    print(f"scored {scores.height} features ({alive} alive) with method {args.method} -> {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polyglot-sae", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    score = sub.add_parser("score", help="bilingual interpretability score of every SAE feature")
+    score.add_argument("maxacts", help="max-activation table (pair_id, lang, feature_id, value)")
+    score.add_argument("--d-sae", type=int, required=True, help="number of SAE features")
+    score.add_argument("--langs", required=True, help="comma-separated language codes, e.g. en,es")
+    score.add_argument("--method", choices=["seed", "exact"], default="exact",
+                       help="seed: the blog's published code; exact: the blog text's definition")
+    score.add_argument("--beta-rank", type=int, default=300,
+                       help="beta lets idaf reorder features only up to this 0-based JSD rank")
+    score.add_argument("--out", required=True, help="scores.parquet to write")
+    score.set_defaults(func=_score)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

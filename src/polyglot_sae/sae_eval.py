@@ -1,0 +1,89 @@
+"""SAE quality on held-out pairs, per language: L0, variance explained, and the LM's loss with
+the SAE spliced in at the hook (special tokens such as BOS keep their original activation)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import polars as pl
+import torch
+import torch.nn.functional as F
+
+from .extract import ExtractConfig, _valid_mask, hook_batches, tokenize
+from .models import special_token_ids
+
+
+class _Totals:
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.active = 0.0
+        self.sq_err = 0.0
+        self.sum_x: torch.Tensor | None = None
+        self.sum_sq = 0.0
+        self.ce_clean = 0.0
+        self.ce_spliced = 0.0
+        self.ce_tokens = 0
+
+    def add_recon(self, x: torch.Tensor, feats: torch.Tensor, recon: torch.Tensor) -> None:
+        x64 = x.double()
+        self.tokens += x.shape[0]
+        self.active += float((feats > 0).sum())
+        self.sq_err += float(((recon.double() - x64) ** 2).sum())
+        self.sum_sq += float((x64**2).sum())
+        s = x64.sum(0)
+        self.sum_x = s if self.sum_x is None else self.sum_x + s
+
+    def summary(self) -> dict[str, float]:
+        assert self.sum_x is not None
+        total_var = self.sum_sq - float((self.sum_x**2).sum()) / self.tokens
+        return {
+            "tokens": self.tokens,
+            "l0": self.active / self.tokens,
+            "fve": 1.0 - self.sq_err / total_var,
+            "ce_clean": self.ce_clean / self.ce_tokens,
+            "ce_spliced": self.ce_spliced / self.ce_tokens,
+            "ce_delta": (self.ce_spliced - self.ce_clean) / self.ce_tokens,
+        }
+
+
+def _next_token_loss(logits: torch.Tensor, tokens: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """Summed next-token cross-entropy per sentence over its real tokens."""
+    losses = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten(),
+                             reduction="none").view(tokens.shape[0], -1)
+    keep = torch.arange(tokens.shape[1] - 1)[None, :] < (torch.tensor(lengths)[:, None] - 1)
+    return (losses * keep.to(losses.device)).sum(1)
+
+
+@torch.inference_mode()
+def evaluate_sae(model, sae, hook: str, pairs: pl.DataFrame, cfg: ExtractConfig,
+                 batch_size: int = 8) -> dict[str, dict[str, float]]:
+    special = special_token_ids(model.tokenizer)
+    sentences = tokenize(model.tokenizer, pairs, cfg.max_tokens)
+    totals: dict[str, _Totals] = defaultdict(_Totals)
+    pad = model.tokenizer.pad_token_id or 0
+    for batch, resid in hook_batches(model, hook, sentences, batch_size, desc="evaluate"):
+        mask = _valid_mask(batch, resid.shape[1], special).to(resid.device)
+        feats = sae.encode(resid.to(sae.dtype))
+        recon = sae.decode(feats).to(resid.dtype)
+        for row, s in enumerate(batch):
+            m = mask[row]
+            totals[s.lang].add_recon(resid[row][m], feats[row][m], recon[row][m])
+
+        lengths = [len(s.token_ids) for s in batch]
+        tokens = torch.full((len(batch), resid.shape[1]), pad, dtype=torch.long)
+        for row, s in enumerate(batch):
+            tokens[row, : lengths[row]] = torch.tensor(s.token_ids)
+        tokens = tokens.to(model.cfg.device)
+
+        def splice(act, hook=None, recon=recon, mask=mask):  # noqa: ARG001
+            return torch.where(mask.unsqueeze(-1), recon, act)
+
+        clean = _next_token_loss(model(tokens), tokens, lengths)
+        spliced = _next_token_loss(model.run_with_hooks(tokens, fwd_hooks=[(hook, splice)]),
+                                   tokens, lengths)
+        for row, s in enumerate(batch):
+            t = totals[s.lang]
+            t.ce_clean += float(clean[row])
+            t.ce_spliced += float(spliced[row])
+            t.ce_tokens += lengths[row] - 1
+    return {lang: t.summary() for lang, t in sorted(totals.items())}

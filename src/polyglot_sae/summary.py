@@ -1,0 +1,62 @@
+"""The end-of-run summary: corpus, SAE quality, and each method's top features."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .parquet_io import atomic_target, read_metadata
+
+
+def _quality_lines(quality: dict[str, Any], maxacts_path: str, d_sae: int) -> list[str]:
+    maxacts = pl.scan_parquet(maxacts_path)
+    fired = maxacts.group_by("lang").agg(pl.col("feature_id").n_unique()).collect()
+    alive_all = (maxacts.group_by("feature_id").agg(pl.col("lang").n_unique())
+                 .filter(pl.col("lang") == fired.height).collect().height)
+    lines = [f"SAE at `{quality['hook']}`, d_sae {d_sae}; quality on {quality['eval_pairs']} "
+             "held-out pairs (SAE spliced in at non-special tokens):", "",
+             "| lang | tokens | L0 | FVE | LM loss clean | with SAE | delta |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for lang, q in quality["per_language"].items():
+        lines.append(f"| {lang} | {q['tokens']} | {q['l0']:.1f} | {q['fve']:.3f} | "
+                     f"{q['ce_clean']:.3f} | {q['ce_spliced']:.3f} | {q['ce_delta']:+.3f} |")
+    n_pairs = read_metadata(maxacts_path).get("n_pairs")
+    per_lang = ", ".join(f"{r['lang']} {1 - r['feature_id'] / d_sae:.1%}"
+                         for r in fired.sort("lang").iter_rows(named=True))
+    lines += ["", f"Dead latents on the {n_pairs} scored pairs (never fire): {per_lang}; "
+              f"alive in every language: {alive_all} of {d_sae} ({alive_all / d_sae:.1%}).", ""]
+    return lines
+
+
+def _agreement(a: pl.DataFrame, b: pl.DataFrame, k: int) -> str:
+    top_a = set(a.filter(pl.col("rank") < k)["feature_id"].to_list())
+    top_b = set(b.filter(pl.col("rank") < k)["feature_id"].to_list())
+    union = top_a | top_b
+    return f"{len(top_a & top_b)} of {k} shared (Jaccard {len(top_a & top_b) / max(1, len(union)):.2f})"
+
+
+def write_summary(inputs, cfg: dict[str, Any], run: str, out_path: str) -> None:
+    corpus = json.loads(Path(inputs.corpus).read_text())
+    lines = [f"# polyglot-sae run `{run}`", "",
+             f"Corpus: {corpus['pairs']} aligned pairs ({', '.join(corpus['langs'])}); "
+             f"{corpus['dropped_empty']} pairs with an empty side dropped.", ""]
+    methods = cfg["methods"]
+    for i, sae in enumerate(cfg["saes"]):
+        quality = json.loads(Path(inputs.quality[i]).read_text())
+        lines += [f"## SAE `{sae}`", ""]
+        lines += _quality_lines(quality, inputs.maxacts[i], quality["d_sae"])
+        scores = {}
+        for j, method in enumerate(methods):
+            index = i * len(methods) + j
+            scores[method] = pl.read_parquet(inputs.scores[index])
+            lines += [Path(inputs.top[index]).read_text(), ""]
+        if len(methods) == 2:
+            a, b = (scores[m] for m in methods)
+            lines += [f"Top-25 agreement between methods {methods[0]} and {methods[1]}: "
+                      f"{_agreement(a, b, 25)}; top-100: {_agreement(a, b, 100)}.", ""]
+    path, tmp = atomic_target(out_path)
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)

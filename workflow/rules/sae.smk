@@ -1,0 +1,68 @@
+def sae_inputs(wildcards):
+    entry = sae_entry(wildcards)
+    if entry["source"] != "train":
+        return {}
+    hook = entry["hook"]
+    return {"acts": f"results/{CORPUS}/train_acts/{MODEL}/{hook}.safetensors"}
+
+
+rule cache_train_acts:
+    input:
+        model=f"resources/models/{MODEL}",
+        pairs=f"results/{CORPUS}/split/train.parquet",
+    output:
+        acts=f"results/{CORPUS}/train_acts/{MODEL}/{{hook}}.safetensors",
+    params:
+        cfg=lambda w: {"hook": w.hook, "extract": config["extract"]},
+    log:
+        f"logs/{CORPUS}/train_acts/{MODEL}/{{hook}}.log",
+    benchmark:
+        f"benchmarks/{CORPUS}/train_acts/{MODEL}/{{hook}}.tsv"
+    conda:
+        ENV
+    threads: 2
+    script:
+        "../scripts/cache_train_acts.py"
+
+
+rule build_sae:
+    input:
+        unpack(sae_inputs),
+        model=f"resources/models/{MODEL}",
+    output:
+        sae=directory(f"resources/saes/{MODEL}/{{sae}}"),
+    params:
+        cfg=lambda w: sae_entry(w),
+    log:
+        f"logs/saes/{MODEL}/{{sae}}.log",
+    benchmark:
+        f"benchmarks/saes/{MODEL}/{{sae}}.tsv"
+    conda:
+        ENV
+    threads: 2
+    script:
+        "../scripts/build_sae.py"
+
+
+rule evaluate_sae:
+    input:
+        model=f"resources/models/{MODEL}",
+        sae=f"resources/saes/{MODEL}/{{sae}}",
+        pairs=f"results/{CORPUS}/split/score.parquet",
+    output:
+        quality="results/{run}/sae_quality/{sae}.json",
+    params:
+        cfg=lambda w: {
+            "hook": sae_entry(w)["hook"],
+            "eval_pairs": config["report"]["eval_pairs"],
+            "extract": config["extract"],
+        },
+    log:
+        "logs/{run}/evaluate_sae/{sae}.log",
+    benchmark:
+        "benchmarks/{run}/evaluate_sae/{sae}.tsv"
+    conda:
+        ENV
+    threads: 2
+    script:
+        "../scripts/evaluate_sae.py"

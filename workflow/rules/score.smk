@@ -1,0 +1,45 @@
+rule score:
+    input:
+        maxacts="results/{run}/maxacts/{sae}.parquet",
+    output:
+        scores="results/{run}/scores/{sae}.{method}.parquet",
+    params:
+        cfg=lambda w: {
+            "method": w.method,
+            "beta_rank": config["score"]["beta_rank"],
+            "langs": config["corpus"]["langs"],
+        },
+    log:
+        "logs/{run}/score/{sae}.{method}.log",
+    benchmark:
+        "benchmarks/{run}/score/{sae}.{method}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/score.py"
+
+
+rule top_features:
+    input:
+        scores="results/{run}/scores/{sae}.{method}.parquet",
+        maxacts="results/{run}/maxacts/{sae}.parquet",
+        acts=expand("results/{{run}}/acts/{{sae}}/{shard}.parquet", shard=SHARDS),
+        tokens=expand("results/{{run}}/tokens/{{sae}}/{shard}.parquet", shard=SHARDS),
+        refs=f"results/{CORPUS}/refs.parquet",
+    output:
+        table="results/{run}/top_features/{sae}.{method}.parquet",
+        markdown="results/{run}/top_features/{sae}.{method}.md",
+    params:
+        cfg=lambda w: {
+            "top_k": config["report"]["top_k"],
+            "n_examples": config["report"]["n_examples"],
+            "langs": config["corpus"]["langs"],
+        },
+    log:
+        "logs/{run}/top_features/{sae}.{method}.log",
+    benchmark:
+        "benchmarks/{run}/top_features/{sae}.{method}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/top_features.py"

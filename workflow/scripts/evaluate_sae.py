@@ -1,0 +1,23 @@
+import polars as pl
+
+from polyglot_sae.extract import ExtractConfig, resolve_device
+from polyglot_sae.models import check_hook, load_model
+from polyglot_sae.parquet_io import write_json
+from polyglot_sae.sae_eval import evaluate_sae
+from polyglot_sae.saes import check_sae_fits, load_sae
+from polyglot_sae.workflow_io import from_mapping, rule_log
+
+with rule_log(snakemake) as log:
+    p = snakemake.params.cfg
+    cfg = from_mapping(ExtractConfig, p["extract"])
+    device = resolve_device(cfg.device)
+    model = load_model(snakemake.input.model, device=device)
+    sae = load_sae(snakemake.input.sae, device=device)
+    check_hook(model, p["hook"])
+    check_sae_fits(sae, model, p["hook"], snakemake.input.sae)
+    pairs = pl.read_parquet(snakemake.input.pairs)
+    pairs = pairs.filter(pl.col("pair_id").is_in(pairs["pair_id"].unique().sort()[: p["eval_pairs"]]))
+    quality = evaluate_sae(model, sae, p["hook"], pairs, cfg)
+    log.info("quality: %s", quality)
+    write_json({"hook": p["hook"], "d_sae": sae.cfg.d_sae, "eval_pairs": p["eval_pairs"],
+                "per_language": quality}, snakemake.output.quality)
