@@ -60,7 +60,8 @@ def sae_from_gemmascope_npz(path: str | Path, hook: str, model_name: str):
     if params["W_dec"].shape != (d_sae, d_in):
         raise InputError(path, "W_dec", f"shape {tuple(params['W_dec'].shape)} does not match "
                          f"W_enc {(d_in, d_sae)}", "W_dec must be d_sae x d_in")
-    cfg = JumpReLUSAEConfig(d_in=d_in, d_sae=d_sae)
+    # GemmaScope encodes x @ W_enc + b_enc: b_dec is not subtracted from the input first.
+    cfg = JumpReLUSAEConfig(d_in=d_in, d_sae=d_sae, apply_b_dec_to_input=False)
     cfg.metadata.hook_name = hook
     cfg.metadata.model_name = model_name
     sae = JumpReLUSAE(cfg)

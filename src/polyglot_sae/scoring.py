@@ -25,15 +25,19 @@ rarity term ``beta * idaf``, and rank the features alive in every language by
                   / (idaf_max - idaf_min)            the negated idaf
     dead          never fires in some language       the same
 
-Why the rankings differ: the global rescale changes every feature's softmax
-temperature by its language's largest activation (so a feature's score depends on
-unrelated features); KL(M||P) is not KL(P||M) (the sum is still symmetric in the
-two languages, but it is not the JSD and is not bounded by ln 2); dividing by
-``n_pairs`` only shrinks the scale. Most important, the seed negates idaf *and*
-beta is negative, so ``beta * idaf`` is positive and grows with rarity: the seed
-penalises rare features, the opposite of the text ("the negative sign is there
-to make the top features have lower scores"), except the features firing fewer
-than 10 times, whose idaf is forced to -1, the smallest penalty there is.
+Why the rankings differ. The global rescale sets every feature's softmax
+temperature by its language's largest activation anywhere, so a feature's score
+depends on unrelated features, and a feature with identical activations in both
+languages has a nonzero divergence whenever the two global maxima differ.
+KL(M||P) is not KL(P||M): the sum is still symmetric in the two languages, but it
+is not the JSD and not bounded by ln 2. Dividing by ``n_pairs`` shrinks every
+JSD, and beta with them, so it alone leaves the ranking unchanged. Most
+important, the seed negates idaf *and* beta is negative, so ``beta * idaf`` is
+positive and grows with rarity: the seed penalises rare features, the opposite
+of the text ("the negative sign is there to make the top features have lower
+scores"), except the features firing fewer than 10 times, whose idaf is forced
+to -1, the smallest penalty there is. (The published Idaf also divides in
+float32, torch's default dtype; here everything is float64.)
 
 Both are computed sparsely in float64 log space: per feature only the pairs where
 some language fires are explicit, and the remaining pairs, where every language
@@ -44,12 +48,17 @@ hundreds, so a plain softmax would overflow; nothing exponentiates a raw value.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
 import polars as pl
 from jaxtyping import Float64, Int64
+
+from .errors import InputError
+from .parquet_io import read_metadata, write_parquet
+from .reduce import n_pairs_of
 
 Method = Literal["seed", "exact"]
 
@@ -122,7 +131,7 @@ def score_features(
     with np.errstate(divide="ignore"):
         idaf = n_cells / firing
     if config.method == "seed":
-        # Seed: logits rescaled by the language's global max, KL(M||P) averaged over pairs.
+        # Decision for decision the published code, not what its text describes.
         logits = [r.value * _SEED_LOGIT_MAX / r.value.max() for r in rows]
         jsd = _divergence(rows, logits, n_pairs, d_sae, _kl_from_mixture) / n_pairs
         idaf = -np.where(firing < _SEED_MIN_COUNT, 1.0, idaf)
@@ -153,7 +162,38 @@ def score_features(
     ).with_columns(pl.when(~pl.col("dead")).then(pl.col("rank")).alias("rank"))
 
 
-def per_language_counts(maxacts: pl.DataFrame, langs: Sequence[str], d_sae: int) -> Int64[np.ndarray, "k d_sae"]:
+def score_file(
+    maxacts_path: str | Path,
+    out_path: str | Path,
+    *,
+    langs: Sequence[str],
+    config: ScoreConfig,
+    d_sae: int | None = None,
+) -> pl.DataFrame:
+    """Score a max-activation parquet into ``out_path`` and return the scores.
+
+    ``n_pairs`` comes from the table's provenance (see ``reduce.n_pairs_of``),
+    ``d_sae`` from the argument or else the provenance.
+    """
+    meta = read_metadata(maxacts_path)
+    d_sae = d_sae if d_sae is not None else meta.get("d_sae")
+    if d_sae is None:
+        raise InputError(
+            maxacts_path, "d_sae", "not recorded in the table's metadata", "pass d_sae (--d-sae)"
+        )
+    table = pl.read_parquet(maxacts_path)
+    n_pairs = n_pairs_of(maxacts_path, table)
+    scores = score_features(table, n_pairs=n_pairs, d_sae=int(d_sae), langs=langs, config=config)
+    provenance = (
+        meta | asdict(config) | {"langs": list(langs), "n_pairs": n_pairs, "d_sae": int(d_sae)}
+    )
+    write_parquet(scores, out_path, provenance)
+    return scores
+
+
+def per_language_counts(
+    maxacts: pl.DataFrame, langs: Sequence[str], d_sae: int
+) -> Int64[np.ndarray, "k d_sae"]:
     """Number of pairs on which each feature fires, per language (rows follow ``langs``)."""
     return _counts(_load(maxacts, list(langs), d_sae), d_sae)
 
@@ -164,6 +204,9 @@ def _counts(rows: list[_Rows], d_sae: int) -> Int64[np.ndarray, "k d_sae"]:
 
 def _load(maxacts: pl.DataFrame, langs: list[str], d_sae: int) -> list[_Rows]:
     """Validate the table and split the rows of ``langs`` by language."""
+    # _divergence packs the feature id into the high half of an int64 key.
+    if not 1 <= d_sae < 2**31:
+        raise ValueError(f"d_sae must be in [1, 2**31), got {d_sae}")
     if len(langs) < 2 or len(set(langs)) != len(langs):
         raise ValueError(f"langs must be at least 2 distinct languages, got {langs}")
     missing = set(_COLUMNS) - set(maxacts.columns)
@@ -200,11 +243,17 @@ def _load(maxacts: pl.DataFrame, langs: list[str], d_sae: int) -> list[_Rows]:
 
 
 def _beta(jsd: Float64[np.ndarray, " a"], idaf: Float64[np.ndarray, " a"], beta_rank: int) -> float:
-    """-(jsd_(beta_rank) - jsd_min) / (idaf_max - idaf_min) over the alive features."""
+    """-(jsd_(beta_rank) - jsd_min) / (idaf_max - idaf_min) over the alive features.
+
+    0 when that idaf range is empty or a single value, where the published code
+    would divide by zero (or index past the end with fewer than 301 alive features).
+    """
     if jsd.size == 0 or idaf.max() == idaf.min():
         return 0.0
     ordered = np.sort(jsd)
-    return float(-(ordered[min(beta_rank, ordered.size - 1)] - ordered[0]) / (idaf.max() - idaf.min()))
+    return float(
+        -(ordered[min(beta_rank, ordered.size - 1)] - ordered[0]) / (idaf.max() - idaf.min())
+    )
 
 
 def _divergence(
@@ -219,9 +268,11 @@ def _divergence(
     ``term`` maps log-probabilities of shape (pairs, k) to each pair's share of
     the divergence.
     """
-    log_z = np.stack([_log_partition(r.feature, x, n_pairs, d_sae) for r, x in zip(rows, logits)], axis=1)
+    log_z = np.stack(
+        [_log_partition(r.feature, x, n_pairs, d_sae) for r, x in zip(rows, logits)], axis=1
+    )
 
-    # A feature's pair index fits in the low 32 bits, so one int64 key orders by (feature, pair).
+    # A pair id is a u32, so one int64 key per (feature, pair) orders by feature first.
     keys = [(r.feature << 32) | r.pair for r in rows]
     union, inverse = np.unique(np.concatenate(keys), return_inverse=True)
     union_logits = np.zeros((union.size, len(rows)))
@@ -234,7 +285,9 @@ def _divergence(
         union_logits[at, lang] = x
     union_feature = union >> 32
 
-    total = np.bincount(union_feature, weights=term(union_logits - log_z[union_feature]), minlength=d_sae)
+    total = np.bincount(
+        union_feature, weights=term(union_logits - log_z[union_feature]), minlength=d_sae
+    )
     # Pairs where no language fires have logit 0 everywhere, hence identical probabilities.
     n_silent = n_pairs - np.bincount(union_feature, minlength=d_sae)
     return total + n_silent * term(-log_z)
@@ -247,35 +300,35 @@ def _log_partition(
     # Logits are > 0, so the max over all pairs is the max over the explicit ones, or 0.
     peak = np.zeros(d_sae)
     np.maximum.at(peak, feature, x)
-    shifted = x - peak[feature]
-    top = shifted == 0
     n_zero = n_pairs - np.bincount(feature, minlength=d_sae)
-    # Everything but one peak term (exp(0) = 1) goes through log1p, so that log P of a
-    # pair holding nearly all the mass stays accurate relative to its distance from 0.
-    rest = (
-        np.bincount(feature, weights=np.where(top, 0.0, np.exp(shifted)), minlength=d_sae)
-        + np.bincount(feature, weights=top, minlength=d_sae)
-        + n_zero * np.exp(-peak)
-        - 1
-    )
-    return peak + np.log1p(rest)
+    # The peak's own term is exp(0) = 1, so the sum is >= 1 and its log finite.
+    total = np.bincount(
+        feature, weights=np.exp(x - peak[feature]), minlength=d_sae
+    ) + n_zero * np.exp(-peak)
+    return peak + np.log(total)
 
 
-def _log_mean_exp(a: Float64[np.ndarray, "n k"]) -> Float64[np.ndarray, " n"]:
-    peak = a.max(axis=1)
-    # The divergence terms cancel to second order in log P - log M, so log M must
-    # be accurate relative to that gap, not to 1: expm1/log1p keep it so when the
-    # log-probs are close (and give exactly log P for identical rows).
-    return peak + np.log1p(np.mean(np.expm1(a - peak[:, None]), axis=1))
+def _log_ratio_to_mixture(
+    log_p: Float64[np.ndarray, "n k"],
+) -> tuple[Float64[np.ndarray, "n k"], Float64[np.ndarray, " n"]]:
+    """log P_L - log M per pair and language, and log M, for M = mean_L P_L."""
+    peak = log_p.max(axis=1, keepdims=True)
+    gap = log_p - peak
+    # The divergences cancel to second order in log P - log M, so that difference
+    # must be accurate relative to itself, not to |log M|: it is formed from the
+    # small gaps to the peak (exact when the log-probs are close), never from log M.
+    # For identical rows this gives exactly 0.
+    log_m_gap = np.log1p(np.mean(np.expm1(gap), axis=1, keepdims=True))
+    return gap - log_m_gap, (peak + log_m_gap)[:, 0]
 
 
 def _kl_to_mixture(log_p: Float64[np.ndarray, "n k"]) -> Float64[np.ndarray, " n"]:
     """Per pair, mean_L P_L (log P_L - log M): the generalised JSD's summand."""
-    log_m = _log_mean_exp(log_p)
-    return np.mean(np.exp(log_p) * (log_p - log_m[:, None]), axis=1)
+    log_ratio, _ = _log_ratio_to_mixture(log_p)
+    return np.mean(np.exp(log_p) * log_ratio, axis=1)
 
 
 def _kl_from_mixture(log_p: Float64[np.ndarray, "n k"]) -> Float64[np.ndarray, " n"]:
     """Per pair, mean_L M (log M - log P_L): the seed's ``ur_kldiv(p, m)``, i.e. KL(M || P)."""
-    log_m = _log_mean_exp(log_p)
-    return np.exp(log_m) * np.mean(log_m[:, None] - log_p, axis=1)
+    log_ratio, log_m = _log_ratio_to_mixture(log_p)
+    return -np.exp(log_m) * np.mean(log_ratio, axis=1)

@@ -1,0 +1,89 @@
+"""Shared fixtures: a tiny random model and SAE built from configs, and Snakemake runs in temp dirs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+SWORD_DIR = Path("/usr/share/sword")
+HAS_SWORD = (SWORD_DIR / "mods.d" / "engKJV2006eb.conf").exists() and (
+    SWORD_DIR / "mods.d" / "spaRV1909eb.conf").exists()
+needs_sword = pytest.mark.skipif(
+    not HAS_SWORD and not os.environ.get("CI"),
+    reason="Debian sword-text-kjv and sword-text-sparv are not installed (CI installs them)")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    from polyglot_sae.models import ModelConfig, prepare_model
+
+    return prepare_model(ModelConfig(source="tiny", tiny={"seed": 1}),
+                         tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    from polyglot_sae.models import load_model
+
+    return load_model(tiny_model_dir)
+
+
+def make_jumprelu(d_in: int, d_sae: int, seed: int = 0, hook: str = "blocks.1.hook_resid_post"):
+    """A random JumpReLU SAE whose thresholds let a few percent of latents fire."""
+    import torch
+    from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
+
+    torch.manual_seed(seed)
+    cfg = JumpReLUSAEConfig(d_in=d_in, d_sae=d_sae)
+    cfg.metadata.hook_name = hook
+    sae = JumpReLUSAE(cfg)
+    with torch.no_grad():
+        sae.W_enc.normal_(0, 1.0 / d_in**0.5)
+        sae.W_dec.copy_(sae.W_enc.T)
+        sae.threshold.fill_(1.0)
+    return sae
+
+
+def sample_corpus(n: int = 40) -> dict[str, list[str]]:
+    """A small aligned corpus with repeated content words, so some features are shared."""
+    words_en = ["God", "water", "king", "house", "light", "bread", "city", "river"]
+    words_es = ["Dios", "agua", "rey", "casa", "luz", "pan", "ciudad", "río"]
+    en, es = [], []
+    for i in range(n):
+        a, b = i % len(words_en), (3 * i + 1) % len(words_en)
+        en.append(f"The {words_en[a]} and the {words_en[b]} were seen on day {i}.")
+        es.append(f"El {words_es[a]} y la {words_es[b]} fueron vistos el día {i}.")
+    return {"en": en, "es": es}
+
+
+def write_config(workdir: Path, config: dict) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: int = 600,
+                  check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if check and proc.returncode != 0:
+        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in (workdir / "logs").rglob("*.log")
+                         if "Error" in p.read_text() or "Traceback" in p.read_text())
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-6000:]}\n{logs}")
+    return proc
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, dirs_exist_ok=True)
