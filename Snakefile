@@ -22,9 +22,9 @@ include: "workflow/rules/summary.smk"
 
 
 rule all:
+    default_target: True
     input:
         SUMMARY,
-    default_target: True
 
 
 onsuccess:

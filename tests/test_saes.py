@@ -55,7 +55,7 @@ def test_disk_sae_roundtrip_and_width_check(tiny_model, tmp_path):
     torch.testing.assert_close(sae.W_enc, wrong.W_enc)
     with pytest.raises(InputError, match=r"d_in: the SAE reads vectors of width 40 but "
                        r"blocks.1.hook_resid_post has width 32"):
-        check_sae_fits(sae, tiny_model, "blocks.1.hook_resid_post", out)
+        check_sae_fits(sae, tiny_model, "blocks.1.hook_resid_post", str(out))
 
 
 def test_unknown_hook_is_named(tiny_model):

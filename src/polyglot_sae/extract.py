@@ -190,8 +190,9 @@ def extract_shard(*, model_dir: str, sae_dir: str, hook: str, sae_id: str, langs
     dtype = getattr(torch, cfg.dtype)
     model = load_model(model_dir, device=device, dtype=dtype)
     sae = load_sae(sae_dir, device=device).to(dtype)
-    check_hook(model, hook)
-    check_sae_fits(sae, model, hook, sae_dir)
+    where = f"config saes[{sae_id}] ({sae_dir})"
+    check_hook(model, hook, where)
+    check_sae_fits(sae, model, hook, where)
     acts = extract_sparse(model, sae, hook, pairs, cfg, desc)
     meta = provenance(
         model=load_spec(model_dir), hook=hook, sae_id=sae_id, sae_path=str(sae_dir),

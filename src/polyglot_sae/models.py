@@ -170,7 +170,7 @@ def stop_layer(hook: str) -> int | None:
     return int(match.group(1)) + 1 if match else None
 
 
-def check_hook(model, hook: str, where: str = "config: saes[].hook") -> None:
+def check_hook(model, hook: str, where: str = "config saes[]") -> None:
     if hook not in model.hook_dict:
         near = [h for h in model.hook_dict if h.endswith(hook.rsplit(".", 1)[-1])][:6]
         raise InputError(where, "hook", f"the model has no hook named {hook!r} "

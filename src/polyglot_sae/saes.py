@@ -97,11 +97,11 @@ def load_sae(path: str | Path, device: str = "cpu"):
     return sae
 
 
-def check_sae_fits(sae, model, hook: str, sae_path: str | Path) -> None:
+def check_sae_fits(sae, model, hook: str, where: str) -> None:
     """The SAE reads the hook's activations: their widths must agree."""
     width = hook_width(model, hook)
     if sae.cfg.d_in != width:
-        raise InputError(sae_path, "d_in", f"the SAE reads vectors of width {sae.cfg.d_in} but "
+        raise InputError(where, "d_in", f"the SAE reads vectors of width {sae.cfg.d_in} but "
                          f"{hook} has width {width}",
                          "use an SAE trained on this model and hook, or change saes[].hook")
 

@@ -183,7 +183,12 @@ def score_file(
         )
     table = pl.read_parquet(maxacts_path)
     n_pairs = n_pairs_of(maxacts_path, table)
-    scores = score_features(table, n_pairs=n_pairs, d_sae=int(d_sae), langs=langs, config=config)
+    try:
+        scores = score_features(table, n_pairs=n_pairs, d_sae=int(d_sae), langs=langs,
+                                config=config)
+    except ValueError as err:  # name the file: the table, not the caller, is what is wrong
+        raise InputError(maxacts_path, "max-activation table", str(err),
+                         "check --langs/--d-sae against the table, or rebuild it with reduce") from err
     provenance = (
         meta | asdict(config) | {"langs": list(langs), "n_pairs": n_pairs, "d_sae": int(d_sae)}
     )

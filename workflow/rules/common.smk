@@ -1,7 +1,5 @@
 # Paths, wildcard constraints and the per-rule parameter dicts (one dict per rule, so that
 # Snakemake's params tracking reruns exactly what a config change affects).
-import os
-import sys
 from pathlib import Path
 
 RUN = config["run"]
@@ -27,19 +25,25 @@ wildcard_constraints:
 
 def split_params():
     s = config["split"]
-    return {"seed": s["seed"], "train_pairs": s["train_pairs"], "score_pairs": s["score_pairs"]}
+    return {
+        "seed": s["seed"],
+        "train_pairs": s["train_pairs"],
+        "score_pairs": s["score_pairs"],
+    }
 
 
 def sae_entry(wildcards):
     return SAES[wildcards.sae]
 
 
+def sae_inputs(wildcards):
+    """Trained SAEs need the cached training activations at their hook; others nothing."""
+    entry = sae_entry(wildcards)
+    if entry["source"] != "train":
+        return {}
+    return {"acts": f"results/{CORPUS}/train_acts/{MODEL}/{entry['hook']}.safetensors"}
+
+
 def print_summary(path):
     if Path(path).exists():
-        sys.stdout.write("\n" + Path(path).read_text())
-
-
-# Jobs import the library from src/ whether or not it is pip-installed (conda envs, cluster nodes).
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH")) if p
-)
+        print(f"\n{Path(path).read_text()}")

@@ -3,14 +3,14 @@ rule corpus:
         pairs="results/{corpus}/pairs.parquet",
         refs="results/{corpus}/refs.parquet",
         stats="results/{corpus}/corpus_stats.json",
-    params:
-        cfg={k: v for k, v in config["corpus"].items() if k != "name"},
     log:
         "logs/{corpus}/corpus.log",
     benchmark:
         "benchmarks/{corpus}/corpus.tsv"
     conda:
         ENV
+    params:
+        cfg={k: v for k, v in config["corpus"].items() if k != "name"},
     script:
         "../scripts/corpus.py"
 
@@ -20,16 +20,16 @@ rule split:
         pairs="results/{corpus}/pairs.parquet",
     output:
         pairs="results/{corpus}/split/{part}.parquet",
-    params:
-        cfg=split_params(),
-    wildcard_constraints:
-        part="train|score",
     log:
         "logs/{corpus}/split_{part}.log",
     benchmark:
         "benchmarks/{corpus}/split_{part}.tsv"
+    wildcard_constraints:
+        part="train|score",
     conda:
         ENV
+    params:
+        cfg=split_params(),
     script:
         "../scripts/split.py"
 

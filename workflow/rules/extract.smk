@@ -6,13 +6,6 @@ rule extract:
     output:
         acts="results/{run}/acts/{sae}/{shard}.parquet",
         tokens="results/{run}/tokens/{sae}/{shard}.parquet",
-    params:
-        cfg=lambda w: {
-            "hook": sae_entry(w)["hook"],
-            "sae_id": w.sae,
-            "langs": config["corpus"]["langs"],
-            "extract": config["extract"],
-        },
     log:
         "logs/{run}/extract/{sae}/{shard}.log",
     benchmark:
@@ -20,5 +13,12 @@ rule extract:
     conda:
         ENV
     threads: 2
+    params:
+        cfg=lambda w: {
+            "hook": sae_entry(w)["hook"],
+            "sae_id": w.sae,
+            "langs": config["corpus"]["langs"],
+            "extract": config["extract"],
+        },
     script:
         "../scripts/extract.py"

@@ -1,8 +1,6 @@
 rule prepare_model:
     output:
         model=directory("resources/models/{model}"),
-    params:
-        cfg={k: v for k, v in config["model"].items() if k != "name"},
     log:
         "logs/models/{model}.log",
     benchmark:
@@ -10,5 +8,7 @@ rule prepare_model:
     conda:
         ENV
     threads: 2
+    params:
+        cfg={k: v for k, v in config["model"].items() if k != "name"},
     script:
         "../scripts/prepare_model.py"

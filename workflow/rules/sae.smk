@@ -1,19 +1,9 @@
-def sae_inputs(wildcards):
-    entry = sae_entry(wildcards)
-    if entry["source"] != "train":
-        return {}
-    hook = entry["hook"]
-    return {"acts": f"results/{CORPUS}/train_acts/{MODEL}/{hook}.safetensors"}
-
-
 rule cache_train_acts:
     input:
         model=f"resources/models/{MODEL}",
         pairs=f"results/{CORPUS}/split/train.parquet",
     output:
         acts=f"results/{CORPUS}/train_acts/{MODEL}/{{hook}}.safetensors",
-    params:
-        cfg=lambda w: {"hook": w.hook, "extract": config["extract"]},
     log:
         f"logs/{CORPUS}/train_acts/{MODEL}/{{hook}}.log",
     benchmark:
@@ -21,6 +11,8 @@ rule cache_train_acts:
     conda:
         ENV
     threads: 2
+    params:
+        cfg=lambda w: {"hook": w.hook, "extract": config["extract"]},
     script:
         "../scripts/cache_train_acts.py"
 
@@ -31,8 +23,6 @@ rule build_sae:
         model=f"resources/models/{MODEL}",
     output:
         sae=directory(f"resources/saes/{MODEL}/{{sae}}"),
-    params:
-        cfg=lambda w: sae_entry(w),
     log:
         f"logs/saes/{MODEL}/{{sae}}.log",
     benchmark:
@@ -40,6 +30,8 @@ rule build_sae:
     conda:
         ENV
     threads: 2
+    params:
+        cfg=lambda w: sae_entry(w),
     script:
         "../scripts/build_sae.py"
 
@@ -51,12 +43,6 @@ rule evaluate_sae:
         pairs=f"results/{CORPUS}/split/score.parquet",
     output:
         quality="results/{run}/sae_quality/{sae}.json",
-    params:
-        cfg=lambda w: {
-            "hook": sae_entry(w)["hook"],
-            "eval_pairs": config["report"]["eval_pairs"],
-            "extract": config["extract"],
-        },
     log:
         "logs/{run}/evaluate_sae/{sae}.log",
     benchmark:
@@ -64,5 +50,11 @@ rule evaluate_sae:
     conda:
         ENV
     threads: 2
+    params:
+        cfg=lambda w: {
+            "hook": sae_entry(w)["hook"],
+            "eval_pairs": config["report"]["eval_pairs"],
+            "extract": config["extract"],
+        },
     script:
         "../scripts/evaluate_sae.py"

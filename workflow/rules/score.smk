@@ -3,18 +3,18 @@ rule score:
         maxacts="results/{run}/maxacts/{sae}.parquet",
     output:
         scores="results/{run}/scores/{sae}.{method}.parquet",
-    params:
-        cfg=lambda w: {
-            "method": w.method,
-            "beta_rank": config["score"]["beta_rank"],
-            "langs": config["corpus"]["langs"],
-        },
     log:
         "logs/{run}/score/{sae}.{method}.log",
     benchmark:
         "benchmarks/{run}/score/{sae}.{method}.tsv"
     conda:
         ENV
+    params:
+        cfg=lambda w: {
+            "method": w.method,
+            "beta_rank": config["score"]["beta_rank"],
+            "langs": config["corpus"]["langs"],
+        },
     script:
         "../scripts/score.py"
 
@@ -29,17 +29,17 @@ rule top_features:
     output:
         table="results/{run}/top_features/{sae}.{method}.parquet",
         markdown="results/{run}/top_features/{sae}.{method}.md",
-    params:
-        cfg=lambda w: {
-            "top_k": config["report"]["top_k"],
-            "n_examples": config["report"]["n_examples"],
-            "langs": config["corpus"]["langs"],
-        },
     log:
         "logs/{run}/top_features/{sae}.{method}.log",
     benchmark:
         "benchmarks/{run}/top_features/{sae}.{method}.tsv"
     conda:
         ENV
+    params:
+        cfg=lambda w: {
+            "top_k": config["report"]["top_k"],
+            "n_examples": config["report"]["n_examples"],
+            "langs": config["corpus"]["langs"],
+        },
     script:
         "../scripts/top_features.py"

@@ -11,13 +11,13 @@ rule summary:
         ),
     output:
         summary="results/{run}/summary.md",
-    params:
-        cfg=lambda w: {"saes": list(SAES), "methods": METHODS},
     log:
         "logs/{run}/summary.log",
     benchmark:
         "benchmarks/{run}/summary.tsv"
     conda:
         ENV
+    params:
+        cfg=lambda w: {"saes": list(SAES), "methods": METHODS},
     script:
         "../scripts/summary.py"

@@ -8,7 +8,7 @@ with rule_log(snakemake) as log:
     cfg = from_mapping(ExtractConfig, snakemake.params.cfg["extract"])
     hook = snakemake.params.cfg["hook"]
     model = load_model(snakemake.input.model, device=resolve_device(cfg.device))
-    check_hook(model, hook)
+    check_hook(model, hook, f"config saes[] with hook {hook}")
     n = save_dense_activations(model, hook, pl.read_parquet(snakemake.input.pairs), cfg,
                                snakemake.output.acts)
     log.info("cached %d training tokens at %s", n, hook)

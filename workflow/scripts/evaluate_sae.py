@@ -13,8 +13,9 @@ with rule_log(snakemake) as log:
     device = resolve_device(cfg.device)
     model = load_model(snakemake.input.model, device=device)
     sae = load_sae(snakemake.input.sae, device=device)
-    check_hook(model, p["hook"])
-    check_sae_fits(sae, model, p["hook"], snakemake.input.sae)
+    where = f"config saes[{snakemake.wildcards.sae}] ({snakemake.input.sae})"
+    check_hook(model, p["hook"], where)
+    check_sae_fits(sae, model, p["hook"], where)
     pairs = pl.read_parquet(snakemake.input.pairs)
     pairs = pairs.filter(pl.col("pair_id").is_in(pairs["pair_id"].unique().sort()[: p["eval_pairs"]]))
     quality = evaluate_sae(model, sae, p["hook"], pairs, cfg)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: Debian packages (the Bible corpus), a venv with torch first, then the
+# project. Idempotent: reruns skip what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(sword-text-kjv sword-text-sparv)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e ".[test]"

@@ -1,0 +1,66 @@
+"""The real Gemma-3-270M (PyPI GGUF, converted offline) against the seed-style extraction path."""
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from conftest import ROOT, make_jumprelu
+
+from polyglot_sae.extract import ExtractConfig, extract_sparse
+from polyglot_sae.models import ModelConfig, load_model, load_spec, prepare_model
+
+pytestmark = pytest.mark.slow
+HOOK = "blocks.12.hook_resid_post"
+TEXTS = {
+    "en": ["In the beginning God created the heaven and the earth.",
+           "Jesus wept.",
+           "And God said, Let there be light: and there was light."],
+    "es": ["EN el principio crió Dios los cielos y la tierra.",
+           "Y lloró Jesús.",
+           "Y dijo Dios: Sea la luz: y fué la luz."],
+}
+
+
+@pytest.fixture(scope="module")
+def gemma(tmp_path_factory):
+    """Reuse the default run's converted model when present; else convert the GGUF (~1.5 min)."""
+    prepared = ROOT / "resources" / "models" / "gemma-3-270m"
+    if not (prepared / "polyglot_model.json").exists():
+        prepared = prepare_model(ModelConfig(), tmp_path_factory.mktemp("models") / "gemma-3-270m")
+    assert load_spec(prepared)["source"] == "gemma3_gguf"
+    return load_model(prepared)
+
+
+def test_gemma_hook_and_tokenizer(gemma):
+    assert gemma.cfg.n_layers == 18 and gemma.cfg.d_model == 640
+    ids = gemma.tokenizer(TEXTS["en"][0])["input_ids"]
+    assert ids[0] == gemma.tokenizer.bos_token_id
+    assert HOOK in gemma.hook_dict
+
+
+def test_max_activations_equal_run_with_cache_with_saes(gemma):
+    pairs = pl.DataFrame({
+        "pair_id": np.repeat(np.arange(3, dtype=np.uint32), 2),
+        "lang": ["en", "es"] * 3,
+        "text": [t for pair in zip(TEXTS["en"], TEXTS["es"]) for t in pair],
+    }, schema={"pair_id": pl.UInt32, "lang": pl.String, "text": pl.String})
+    sae = make_jumprelu(640, 512, hook=HOOK)
+    with torch.no_grad():  # thresholds at the 97th percentile of the pre-activations: sparse
+        _, cache = gemma.run_with_cache(gemma.to_tokens(TEXTS["en"][0]), names_filter=HOOK,
+                                        stop_at_layer=13)
+        pre = (cache[HOOK][0, 1:] - sae.b_dec) @ sae.W_enc + sae.b_enc
+        sae.threshold.copy_(torch.quantile(pre, 0.97, dim=0).clamp(min=1.0))
+    acts = extract_sparse(gemma, sae, HOOK, pairs, ExtractConfig(batch_size=4))
+    maxed = acts.group_by("pair_id", "lang", "feature_id").agg(pl.col("value").max())
+    compared = 0
+    for row in pairs.iter_rows(named=True):
+        tokens = gemma.to_tokens(row["text"], prepend_bos=True)
+        with torch.no_grad():
+            _, ref_cache = gemma.run_with_cache_with_saes(tokens, saes=[sae])
+        ref = ref_cache[f"{HOOK}.hook_sae_acts_post"][0, 1:].max(0).values.numpy()
+        got = np.zeros_like(ref)
+        sel = maxed.filter((pl.col("pair_id") == row["pair_id"]) & (pl.col("lang") == row["lang"]))
+        got[sel["feature_id"].to_numpy()] = sel["value"].to_numpy()
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3 * float(ref.max()) * 1e-3)
+        compared += int((ref > 0).sum())
+    assert compared > 100

@@ -1,0 +1,154 @@
+"""The whole DAG through Snakemake on a tiny random model, a small corpus and a tiny SAE."""
+
+import json
+import re
+import shutil
+
+import polars as pl
+import pytest
+import yaml
+from conftest import make_jumprelu, run_snakemake, sample_corpus, write_config
+
+pytestmark = pytest.mark.integration
+
+
+def tiny_config(workdir, n_shards=3, **overrides):
+    texts = sample_corpus(48)
+    files = {}
+    for lang, lines in texts.items():
+        (workdir / f"corpus.{lang}.txt").write_text("\n".join(lines) + "\n")
+        files[lang] = str(workdir / f"corpus.{lang}.txt")
+    config = {
+        "run": "tiny",
+        "corpus": {"name": "toy", "source": "files", "langs": ["en", "es"], "files": files},
+        "split": {"seed": 0, "train_pairs": 16, "score_pairs": 30, "n_shards": n_shards},
+        "model": {"name": "tiny", "source": "tiny", "tiny": {"seed": 1}},
+        "extract": {"batch_size": 8, "max_tokens": 96},
+        "saes": [{"id": "tiny-sae", "hook": "blocks.1.hook_resid_post", "source": "train",
+                  "train": {"d_sae": 48, "epochs": 2.0, "batch_size": 128}}],
+        "score": {"methods": ["exact", "seed"], "beta_rank": 5},
+        "report": {"top_k": 4, "n_examples": 2, "eval_pairs": 6},
+    }
+    config.update(overrides)
+    return config
+
+
+def planned_jobs(workdir) -> dict[str, int]:
+    """Jobs Snakemake would run now, from its own dry-run job table."""
+    out = run_snakemake(workdir, "-n", "--cores", "1").stdout
+    table = out.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in out else ""
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("dag")
+    write_config(workdir, tiny_config(workdir))
+    proc = run_snakemake(workdir, "--cores", "2")
+    return workdir, proc
+
+
+def test_full_dag_outputs(finished):
+    workdir, proc = finished
+    res = workdir / "results"
+    pairs = pl.read_parquet(res / "toy" / "pairs.parquet")
+    assert pairs.schema == {"pair_id": pl.UInt32, "lang": pl.String, "text": pl.String}
+    assert pairs.height == 96
+    acts = pl.read_parquet(res / "tiny" / "acts" / "tiny-sae" / "0-of-3.parquet")
+    assert acts.schema == {"pair_id": pl.UInt32, "lang": pl.String, "token_pos": pl.UInt16,
+                           "feature_id": pl.UInt32, "value": pl.Float32}
+    assert (acts["value"] > 0).all() and (acts["token_pos"] > 0).all()
+    maxacts = pl.read_parquet(res / "tiny" / "maxacts" / "tiny-sae.parquet")
+    assert maxacts.schema == {"pair_id": pl.UInt32, "lang": pl.String, "feature_id": pl.UInt32,
+                              "value": pl.Float32}
+    score_ids = set(pl.read_parquet(res / "toy" / "split" / "score.parquet")["pair_id"].to_list())
+    train_ids = set(pl.read_parquet(res / "toy" / "split" / "train.parquet")["pair_id"].to_list())
+    assert set(maxacts["pair_id"].to_list()) <= score_ids and not score_ids & train_ids
+    for method in ("exact", "seed"):
+        scores = pl.read_parquet(res / "tiny" / "scores" / f"tiny-sae.{method}.parquet")
+        assert scores.schema == {"feature_id": pl.UInt32, "jsd": pl.Float64, "idaf": pl.Float64,
+                                 "beta": pl.Float64, "bi_score": pl.Float64, "dead": pl.Boolean,
+                                 "rank": pl.UInt32}
+        assert scores.height == 48
+        alive = scores.filter(~pl.col("dead")).sort("rank")
+        assert alive["rank"].to_list() == list(range(alive.height)) and alive.height > 4
+        assert alive["bi_score"].is_sorted()
+        assert scores.filter(pl.col("dead"))["rank"].null_count() == scores["dead"].sum()
+        top = pl.read_parquet(res / "tiny" / "top_features" / f"tiny-sae.{method}.parquet")
+        assert top["rank"].unique().sort().to_list() == [0, 1, 2, 3]
+        assert top["marked"].str.contains("«").all()
+    quality = json.loads((res / "tiny" / "sae_quality" / "tiny-sae.json").read_text())
+    assert set(quality["per_language"]) == {"en", "es"}
+    for q in quality["per_language"].values():
+        assert 0 < q["l0"] < 48 and q["fve"] < 1 and q["tokens"] > 0
+    summary = (res / "tiny" / "summary.md").read_text()
+    assert "Top 4 features: tiny-sae, method exact" in summary and summary in proc.stdout
+    assert (workdir / "logs" / "tiny" / "extract" / "tiny-sae" / "0-of-3.log").read_text()
+    assert planned_jobs(workdir) == {}  # nothing left to do
+
+
+def _copy(finished, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(finished[0], workdir, symlinks=True)
+    return workdir
+
+
+def _edit_config(workdir, edit):
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    edit(config)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def test_beta_rank_change_reruns_only_scoring(finished, tmp_path):
+    workdir = _copy(finished, tmp_path)
+    _edit_config(workdir, lambda c: c["score"].update(beta_rank=7))
+    assert planned_jobs(workdir) == {"score": 2, "top_features": 2, "summary": 1, "all": 1}
+
+
+def test_one_and_three_shards_give_identical_tables(finished, tmp_path):
+    workdir = _copy(finished, tmp_path)
+    res = workdir / "results" / "tiny"
+    before = {p: pl.read_parquet(res / p) for p in
+              ("maxacts/tiny-sae.parquet", "scores/tiny-sae.exact.parquet", "scores/tiny-sae.seed.parquet")}
+    _edit_config(workdir, lambda c: c["split"].update(n_shards=1))
+    jobs = planned_jobs(workdir)
+    assert "build_sae" not in jobs and "cache_train_acts" not in jobs and jobs["extract"] == 1
+    run_snakemake(workdir, "--cores", "2")
+    for path, table in before.items():
+        assert pl.read_parquet(res / path).equals(table), path
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    config = tiny_config(tmp_path)
+    config["score"]["beta_rnak"] = 3
+    write_config(tmp_path, config)
+    proc = run_snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "beta_rnak" in proc.stderr + proc.stdout
+
+
+def test_bad_hook_and_wrong_width_fail_clearly_and_lose_nothing(finished, tmp_path):
+    workdir = _copy(finished, tmp_path)
+    wrong = make_jumprelu(40, 16)
+    wrong.save_model(workdir / "wrong-width")
+
+    def add_bad_saes(config):
+        config["saes"] += [
+            {"id": "bad-hook", "hook": "blocks.9.hook_resid_post", "source": "train",
+             "train": {"d_sae": 16}},
+            {"id": "bad-width", "hook": "blocks.1.hook_resid_post", "source": "disk",
+             "path": str(workdir / "wrong-width")},
+        ]
+
+    _edit_config(workdir, add_bad_saes)
+    maxacts = workdir / "results" / "tiny" / "maxacts" / "tiny-sae.parquet"
+    stamp = maxacts.stat().st_mtime_ns
+    proc = run_snakemake(workdir, "--cores", "2", "--keep-going", check=False)
+    assert proc.returncode != 0
+    logs = {p.name: p.read_text() for p in (workdir / "logs").rglob("*.log")}
+    hook_log = next(t for t in logs.values() if "no hook named 'blocks.9.hook_resid_post'" in t)
+    assert "blocks.12.hook_resid_post" in hook_log or "Fix:" in hook_log
+    assert any("saes[bad-width] (resources/saes/tiny/bad-width): d_in: the SAE reads vectors of "
+               "width 40 but blocks.1.hook_resid_post has width 32" in t for t in logs.values())
+    assert maxacts.stat().st_mtime_ns == stamp  # the finished SAE's results are untouched
+    assert not list((workdir / "results").rglob(".*.tmp"))  # no partial files
