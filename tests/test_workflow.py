@@ -152,3 +152,13 @@ def test_bad_hook_and_wrong_width_fail_clearly_and_lose_nothing(finished, tmp_pa
                "width 40 but blocks.1.hook_resid_post has width 32" in t for t in logs.values())
     assert maxacts.stat().st_mtime_ns == stamp  # the finished SAE's results are untouched
     assert not list((workdir / "results").rglob(".*.tmp"))  # no partial files
+
+
+def test_seed_preset_builds_its_dag(tmp_path):
+    """The seed's setup (Gemma-2-2B, GemmaScope, OPUS Books) plans without touching the hub."""
+    from conftest import ROOT
+
+    shutil.copy(ROOT / "configs" / "seed-gemma2-opus-books.yaml", tmp_path / "config.yaml")
+    jobs = planned_jobs(tmp_path)
+    assert jobs["extract"] == 16 and jobs["build_sae"] == 1 and jobs["score"] == 2
+    assert "cache_train_acts" not in jobs  # a pretrained SAE needs no training activations

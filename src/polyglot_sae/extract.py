@@ -89,7 +89,7 @@ def hook_batches(
             bar.update(sum(len(s.token_ids) for s in batch))
 
 
-def _valid_mask(batch: list[Sentence], width: int, special: set[int]) -> torch.Tensor:
+def valid_token_mask(batch: list[Sentence], width: int, special: set[int]) -> torch.Tensor:
     mask = torch.zeros(len(batch), width, dtype=torch.bool)
     for row, s in enumerate(batch):
         mask[row, : len(s.token_ids)] = torch.tensor([t not in special for t in s.token_ids])
@@ -104,7 +104,7 @@ def extract_sparse(model, sae, hook: str, pairs: pl.DataFrame, cfg: ExtractConfi
     sentences = tokenize(model.tokenizer, pairs, cfg.max_tokens)
     parts: list[dict[str, np.ndarray]] = []
     for batch, resid in hook_batches(model, hook, sentences, cfg.batch_size, desc):
-        mask = _valid_mask(batch, resid.shape[1], special).to(resid.device)
+        mask = valid_token_mask(batch, resid.shape[1], special).to(resid.device)
         with torch.inference_mode():
             acts = sae.encode(resid.to(sae.dtype)) * mask.unsqueeze(-1)
         rows, pos, feat = acts.nonzero(as_tuple=True)
@@ -145,7 +145,7 @@ def dense_activations(model, hook: str, pairs: pl.DataFrame, cfg: ExtractConfig,
     sentences = tokenize(model.tokenizer, pairs, cfg.max_tokens)
     chunks, langs = [], []
     for batch, resid in hook_batches(model, hook, sentences, cfg.batch_size, desc):
-        mask = _valid_mask(batch, resid.shape[1], special).to(resid.device)
+        mask = valid_token_mask(batch, resid.shape[1], special).to(resid.device)
         chunks.append(resid[mask].float().cpu())
         counts = mask.sum(1).tolist()
         langs.extend(lang for s, n in zip(batch, counts) for lang in [s.lang] * n)

@@ -14,6 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 META_KEY = b"polyglot_sae"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_target(path: str | Path) -> tuple[Path, Path]:
@@ -22,6 +24,7 @@ def atomic_target(path: str | Path) -> tuple[Path, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get the usual mode
     return path, Path(tmp)
 
 

@@ -9,7 +9,7 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
-from .extract import ExtractConfig, _valid_mask, hook_batches, tokenize
+from .extract import ExtractConfig, valid_token_mask, hook_batches, tokenize
 from .models import special_token_ids
 
 
@@ -62,7 +62,7 @@ def evaluate_sae(model, sae, hook: str, pairs: pl.DataFrame, cfg: ExtractConfig,
     totals: dict[str, _Totals] = defaultdict(_Totals)
     pad = model.tokenizer.pad_token_id or 0
     for batch, resid in hook_batches(model, hook, sentences, batch_size, desc="evaluate"):
-        mask = _valid_mask(batch, resid.shape[1], special).to(resid.device)
+        mask = valid_token_mask(batch, resid.shape[1], special).to(resid.device)
         feats = sae.encode(resid.to(sae.dtype))
         recon = sae.decode(feats).to(resid.dtype)
         for row, s in enumerate(batch):
