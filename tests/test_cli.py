@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from polyglot_sae.parquet_io import write_parquet
+from polyglot_sae.atomic_io import write_parquet
 from polyglot_sae.scoring import ScoreConfig, score_features
 
 CLI = str(Path(sys.executable).with_name("polyglot-sae"))

@@ -1,5 +1,8 @@
 """Extraction and reduction on a tiny random model, against independent per-sentence paths."""
 
+import os
+import stat
+
 import numpy as np
 import polars as pl
 import pytest
@@ -7,7 +10,7 @@ import torch
 from conftest import make_jumprelu, sample_corpus
 
 from polyglot_sae.extract import ExtractConfig, extract_sparse, token_table
-from polyglot_sae.parquet_io import read_metadata, write_parquet
+from polyglot_sae.atomic_io import read_metadata, write_parquet
 from polyglot_sae.reduce import reduce_max
 
 HOOK = "blocks.1.hook_resid_post"
@@ -91,16 +94,19 @@ def test_reduce_matches_numpy_and_is_shard_invariant(tiny_model, sae, pairs, tmp
 
 
 def test_parquet_write_is_atomic_and_keeps_provenance(tmp_path, monkeypatch):
-    from polyglot_sae import parquet_io
+    from polyglot_sae import atomic_io
 
     path = write_parquet(pl.DataFrame({"x": [1, 2]}), tmp_path / "t.parquet", {"model": "m", "n_pairs": 2})
     assert read_metadata(path) == {"model": "m", "n_pairs": 2}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's private 0600
 
     def dies_mid_write(table, where, **kwargs):
         open(where, "wb").write(b"PAR1 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(parquet_io.pq, "write_table", dies_mid_write)
+    monkeypatch.setattr(atomic_io.pq, "write_table", dies_mid_write)
     with pytest.raises(OSError, match="disk full"):
         write_parquet(pl.DataFrame({"x": [3]}), path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]  # no partial file left

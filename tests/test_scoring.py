@@ -441,7 +441,7 @@ def test_invalid_config_raises():
 
 def test_score_file_reads_provenance_and_writes_scores(tmp_path):
     from polyglot_sae.errors import InputError
-    from polyglot_sae.parquet_io import read_metadata, write_parquet
+    from polyglot_sae.atomic_io import read_metadata, write_parquet
     from polyglot_sae.scoring import score_file
 
     dense = random_dense(np.random.default_rng(7), 2, n_pairs=15, d_sae=6)

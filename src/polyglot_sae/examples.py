@@ -27,12 +27,23 @@ def mark_tokens(pieces: Sequence[str], values: Sequence[float]) -> str:
     return "".join(out).strip()
 
 
+def window(text: str, width: int = 160) -> str:
+    """At most `width` characters of `text`, centred on its first marked token."""
+    if len(text) <= width:
+        return text
+    start = min(max(0, text.find(OPEN) - width // 3), len(text) - width)
+    return ("…" if start else "") + text[start : start + width] + ("…" if start + width < len(text) else "")
+
+
 def top_examples(scores: pl.DataFrame, maxacts: pl.DataFrame, act_shards: Sequence[str | Path],
                  token_shards: Sequence[str | Path], refs: pl.DataFrame, *, top_k: int,
                  n_examples: int) -> pl.DataFrame:
     """One row per (top feature, language, example): rank, feature_id, bi_score, jsd, idaf, lang,
-    example (0-based), pair_id, ref, max_value, marked text."""
+    n_firing (pairs on which the feature fires in that language), example (0-based), pair_id,
+    ref, max_value, marked text."""
     top = scores.filter(pl.col("rank") < top_k).select("rank", "feature_id", "bi_score", "jsd", "idaf")
+    n_firing = (maxacts.join(top.select("feature_id"), on="feature_id")
+                .group_by("feature_id", "lang").agg(n_firing=pl.len().cast(pl.UInt32)))
     best = (
         maxacts.join(top.select("feature_id"), on="feature_id")
         .sort(["feature_id", "lang", "value", "pair_id"], descending=[False, False, True, False])
@@ -64,28 +75,29 @@ def top_examples(scores: pl.DataFrame, maxacts: pl.DataFrame, act_shards: Sequen
     ).select("feature_id", "pair_id", "lang", "marked")
     return (
         top.join(best, on="feature_id")
+        .join(n_firing, on=["feature_id", "lang"])
         .join(marked, on=["feature_id", "pair_id", "lang"], how="left")
         .join(refs, on="pair_id", how="left")
-        .select("rank", "feature_id", "bi_score", "jsd", "idaf", "lang", "example", "pair_id",
-                "ref", "max_value", "marked")
+        .select("rank", "feature_id", "bi_score", "jsd", "idaf", "lang", "n_firing", "example",
+                "pair_id", "ref", "max_value", "marked")
         .sort("rank", "lang", "example")
     )
 
 
 def markdown_table(examples: pl.DataFrame, langs: Sequence[str], title: str) -> str:
     """The top features with their first example per language, as a Markdown table."""
-    lines = [f"### {title}", "", "| rank | feature | BI score | JSD | " +
-             " | ".join(f"top {lang} example" for lang in langs) + " |",
-             "|---:|---:|---:|---:|" + "---|" * len(langs)]
+    lines = [f"### {title}", "",
+             "| rank | feature | BI score | JSD | fires on (pairs) | "
+             + " | ".join(f"top {lang} example (max activation)" for lang in langs) + " |",
+             "|---:|---:|---:|---:|---|" + "---|" * len(langs)]
     first = examples.filter(pl.col("example") == 0)
     for (rank, feature), group in first.group_by("rank", "feature_id", maintain_order=True):
         row = group.row(0, named=True)
-        cells = []
-        for lang in langs:
-            hit = group.filter(pl.col("lang") == lang)
-            cells.append(
-                (f"{hit['ref'][0]}: " + hit["marked"][0].replace("|", "\\|")[:160]
-                 + f" ({hit['max_value'][0]:.1f})") if len(hit) else "")
-        lines.append(f"| {rank} | {feature} | {row['bi_score']:.4g} | {row['jsd']:.4g} | "
+        by_lang = {r["lang"]: r for r in group.iter_rows(named=True)}
+        fires = " / ".join(f"{lang} {by_lang[lang]['n_firing']}" for lang in langs if lang in by_lang)
+        cells = [f"{by_lang[lang]['ref']}: {window(by_lang[lang]['marked'])} "
+                 f"({by_lang[lang]['max_value']:.3g})".replace("|", "\\|")
+                 if lang in by_lang else "" for lang in langs]
+        lines.append(f"| {rank} | {feature} | {row['bi_score']:.4g} | {row['jsd']:.3g} | {fires} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -163,7 +163,7 @@ def save_dense_activations(model, hook: str, pairs: pl.DataFrame, cfg: ExtractCo
     """Cache training activations (float32, safetensors) with each token's language index."""
     from safetensors.torch import save_file
 
-    from .parquet_io import atomic_target
+    from .atomic_io import atomic_target, publish
 
     acts, langs = dense_activations(model, hook, pairs, cfg)
     codes = sorted(set(langs))
@@ -172,7 +172,7 @@ def save_dense_activations(model, hook: str, pairs: pl.DataFrame, cfg: ExtractCo
     try:
         save_file({"acts": acts.contiguous(), "lang": lang_ids}, str(tmp),
                   metadata={"hook": hook, "langs": ",".join(codes)})
-        tmp.replace(path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return int(acts.shape[0])
@@ -183,7 +183,7 @@ def extract_shard(*, model_dir: str, sae_dir: str, hook: str, sae_id: str, langs
                   desc: str = "extract") -> int:
     """One extraction job: sparse activations and the token table of one shard, with provenance."""
     from .models import check_hook, load_model, load_spec
-    from .parquet_io import write_parquet
+    from .atomic_io import write_parquet
     from .saes import check_sae_fits, load_sae
 
     device = resolve_device(cfg.device)

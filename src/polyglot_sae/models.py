@@ -7,7 +7,6 @@ extract and training jobs load in seconds and never touch a hub.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from typing import Any, Literal
 
 import torch
 
+from .atomic_io import write_dir
 from .errors import InputError
 
 SPEC_FILE = "polyglot_model.json"
@@ -92,35 +92,30 @@ def _tiny_tl_config(cfg: ModelConfig, d_vocab: int):
 
 def prepare_model(cfg: ModelConfig, out_dir: str | Path) -> Path:
     """Materialise the model under `out_dir` (atomically: a half-written folder never appears)."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         extra: dict[str, Any] = {}
         if cfg.source == "gemma3_gguf":
             extra = _prepare_gemma3_gguf(tmp)
         elif cfg.source == "tiny":
-            from safetensors.torch import save_file
-            from sae_lens import HookedSAETransformer
-
-            from transformers import PreTrainedTokenizerFast
-
-            _byte_tokenizer().save_pretrained(tmp)
-            tokenizer = PreTrainedTokenizerFast.from_pretrained(tmp)  # TL needs its name_or_path
-            tl_cfg = _tiny_tl_config(cfg, len(tokenizer))
-            model = HookedSAETransformer(tl_cfg, tokenizer=tokenizer)
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-                      tmp / "model.safetensors")
+            _prepare_tiny(cfg, tmp)
         elif cfg.source == "hf" and cfg.local_path:
             shutil.copytree(cfg.local_path, tmp, dirs_exist_ok=True)
         # source hf without local_path: weights stay in the user's hub cache; only the spec is kept
         _save_spec(tmp, cfg, extra)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+
+    return write_dir(write, out_dir)
+
+
+def _prepare_tiny(cfg: ModelConfig, out_dir: Path) -> None:
+    from safetensors.torch import save_file
+    from sae_lens import HookedSAETransformer
+    from transformers import PreTrainedTokenizerFast
+
+    _byte_tokenizer().save_pretrained(out_dir)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(out_dir)  # TL needs its name_or_path
+    model = HookedSAETransformer(_tiny_tl_config(cfg, len(tokenizer)), tokenizer=tokenizer)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors")
 
 
 def load_spec(model_dir: str | Path) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .parquet_io import read_metadata
+from .atomic_io import read_metadata
 
 MAXACTS_SCHEMA = {"pair_id": pl.UInt32, "lang": pl.String, "feature_id": pl.UInt32,
                   "value": pl.Float32}

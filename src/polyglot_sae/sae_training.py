@@ -19,10 +19,12 @@ from jaxtyping import Float
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """JumpReLU SAE training (defaults reach L0 < 100 on Gemma-3-270M layer 12 in ~2 min on CPU)."""
+    """JumpReLU SAE training. The defaults, on ~135k tokens of Gemma-3-270M layer 12, reach
+    FVE 0.83, L0 84 and 6% dead latents in ~3 minutes on 2 CPU cores; 4096 latents with 2 epochs
+    on 194k tokens had not sparsified yet (training L0 ~670): wider dictionaries need more steps."""
 
-    d_sae: int = 4096  # dictionary size
-    epochs: float = 2.0  # passes over the cached training tokens
+    d_sae: int = 2048  # dictionary size
+    epochs: float = 3.0  # passes over the cached training tokens
     batch_size: int = 1024  # tokens per optimiser step
     lr: float = 3.0e-3  # Adam learning rate
     lr_warm_up_fraction: float = 0.05  # fraction of steps with a linear learning-rate warm-up
@@ -52,7 +54,7 @@ def shuffled_batches(acts: Float[torch.Tensor, "n d"], batch_size: int,
 def train_jumprelu(acts: Float[torch.Tensor, "n d"], cfg: TrainConfig, *, hook: str,
                    model_name: str, device: str = "cpu"):
     """Train on `acts` and return the trained sae-lens training SAE and run statistics;
-    save it with `save_atomically(sae.save_inference_model, out_dir)`."""
+    save it with `atomic_io.write_dir(sae.save_inference_model, out_dir)`."""
     from sae_lens import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.training.sae_trainer import SAETrainer
@@ -95,7 +97,7 @@ def train_from_cache(acts_path: str, cfg: TrainConfig, *, hook: str, model_name:
     with the run's statistics in training.json beside it."""
     from safetensors.torch import load_file
 
-    from .saes import save_atomically
+    from .atomic_io import write_dir
 
     acts = load_file(acts_path)["acts"]
     trained, info = train_jumprelu(acts, cfg, hook=hook, model_name=model_name)
@@ -105,5 +107,5 @@ def train_from_cache(acts_path: str, cfg: TrainConfig, *, hook: str, model_name:
         trained.save_inference_model(folder)
         (folder / "training.json").write_text(json.dumps(info, indent=2, default=str))
 
-    save_atomically(write, out_dir)
+    write_dir(write, out_dir)
     return info

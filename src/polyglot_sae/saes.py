@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .atomic_io import write_dir
 from .errors import InputError
 from .models import stop_layer
 
@@ -30,19 +27,6 @@ class SAESourceConfig:
     sae_id: str | None = None
     # disk / gemmascope_npz: the folder or file
     path: str | None = None
-
-
-def save_atomically(write: Callable[[Path], Any], out_dir: Path) -> Path:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        write(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
 
 
 def sae_from_gemmascope_npz(path: str | Path, hook: str, model_name: str):
@@ -82,7 +66,7 @@ def import_sae(cfg: SAESourceConfig, hook: str, model_name: str, out_dir: str | 
     else:
         raise InputError("config", "saes[].source", f"{cfg.source!r} is not importable",
                          "use pretrained, disk or gemmascope_npz (train has its own rule)")
-    return save_atomically(sae.save_model, Path(out_dir))
+    return write_dir(sae.save_model, Path(out_dir))
 
 
 def load_sae(path: str | Path, device: str = "cpu"):

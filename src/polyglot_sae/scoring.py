@@ -57,7 +57,7 @@ import polars as pl
 from jaxtyping import Float64, Int64
 
 from .errors import InputError
-from .parquet_io import read_metadata, write_parquet
+from .atomic_io import read_metadata, write_parquet
 from .reduce import n_pairs_of
 
 Method = Literal["seed", "exact"]

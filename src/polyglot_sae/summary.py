@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from .parquet_io import atomic_target, read_metadata
+from .atomic_io import read_metadata, write_text
 
 
 def _quality_lines(quality: dict[str, Any], maxacts_path: str, d_sae: int) -> list[str]:
@@ -57,6 +57,4 @@ def write_summary(inputs, cfg: dict[str, Any], run: str, out_path: str) -> None:
             a, b = (scores[m] for m in methods)
             lines += [f"Top-25 agreement between methods {methods[0]} and {methods[1]}: "
                       f"{_agreement(a, b, 25)}; top-100: {_agreement(a, b, 100)}.", ""]
-    path, tmp = atomic_target(out_path)
-    tmp.write_text("\n".join(lines))
-    tmp.replace(path)
+    write_text("\n".join(lines), out_path)

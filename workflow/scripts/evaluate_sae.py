@@ -2,7 +2,7 @@ import polars as pl
 
 from polyglot_sae.extract import ExtractConfig, resolve_device
 from polyglot_sae.models import check_hook, load_model
-from polyglot_sae.parquet_io import write_json
+from polyglot_sae.atomic_io import write_json
 from polyglot_sae.sae_eval import evaluate_sae
 from polyglot_sae.saes import check_sae_fits, load_sae
 from polyglot_sae.workflow_io import from_mapping, rule_log

@@ -1,4 +1,4 @@
-from polyglot_sae.parquet_io import write_parquet
+from polyglot_sae.atomic_io import write_parquet
 from polyglot_sae.reduce import reduce_max
 from polyglot_sae.workflow_io import rule_log
 

@@ -1,7 +1,7 @@
 import polars as pl
 
 from polyglot_sae.corpus import shard_pairs
-from polyglot_sae.parquet_io import write_parquet
+from polyglot_sae.atomic_io import write_parquet
 from polyglot_sae.workflow_io import rule_log
 
 with rule_log(snakemake) as log:

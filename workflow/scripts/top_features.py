@@ -1,7 +1,7 @@
 import polars as pl
 
 from polyglot_sae.examples import markdown_table, top_examples
-from polyglot_sae.parquet_io import write_parquet
+from polyglot_sae.atomic_io import write_parquet, write_text
 from polyglot_sae.workflow_io import rule_log
 
 with rule_log(snakemake) as log:
@@ -12,6 +12,6 @@ with rule_log(snakemake) as log:
         top_k=p["top_k"], n_examples=p["n_examples"],
     )
     write_parquet(examples, snakemake.output.table)
-    with open(snakemake.output.markdown, "w") as fh:
-        fh.write(markdown_table(examples, p["langs"], f"Top {p['top_k']} features: {w.sae}, method {w.method}"))
+    title = f"Top {p['top_k']} features: {w.sae}, method {w.method}"
+    write_text(markdown_table(examples, p["langs"], title), snakemake.output.markdown)
     log.info("%d example rows", examples.height)

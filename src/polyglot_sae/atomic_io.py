@@ -1,11 +1,13 @@
-"""Parquet writing that never leaves a partial file under a finished file's name."""
+"""Writes that never leave a partial file or folder under a finished one's name: everything is
+written to a temporary name beside the target and renamed into place."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,14 @@ def atomic_target(path: str | Path) -> tuple[Path, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get the usual mode
     return path, Path(tmp)
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Rename a finished temporary file or folder into place, with the usual permissions
+    (mkstemp/mkdtemp make them private)."""
+    os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~_UMASK)
+    os.replace(tmp, path)
 
 
 def write_parquet(
@@ -52,7 +60,7 @@ def write_parquet(
             use_byte_stream_split=byte_stream_split or False,
             use_dictionary=[c for c in arrow.column_names if c not in (byte_stream_split or [])],
         )
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -64,11 +72,30 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def write_json(obj: Any, path: str | Path) -> Path:
+def write_text(text: str, path: str | Path) -> Path:
     path, tmp = atomic_target(path)
     try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-        os.replace(tmp, path)
+        tmp.write_text(text, encoding="utf-8")
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    return write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def write_dir(write: Callable[[Path], Any], out_dir: str | Path) -> Path:
+    """Fill a temporary folder with `write(folder)`, then swap it in for `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        write(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        publish(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
