@@ -38,10 +38,11 @@ def window(text: str, width: int = 160) -> str:
 def top_examples(scores: pl.DataFrame, maxacts: pl.DataFrame, act_shards: Sequence[str | Path],
                  token_shards: Sequence[str | Path], refs: pl.DataFrame, *, top_k: int,
                  n_examples: int) -> pl.DataFrame:
-    """One row per (top feature, language, example): rank, feature_id, bi_score, jsd, idaf, lang,
-    n_firing (pairs on which the feature fires in that language), example (0-based), pair_id,
-    ref, max_value, marked text."""
-    top = scores.filter(pl.col("rank") < top_k).select("rank", "feature_id", "bi_score", "jsd", "idaf")
+    """One row per (top feature, language, example): rank, feature_id, bi_score, jsd, idaf,
+    (p_value, q_value when the scores have them), lang, n_firing (pairs on which the feature
+    fires in that language), example (0-based), pair_id, ref, max_value, marked text."""
+    stats = ["bi_score", "jsd", "idaf"] + [c for c in ("p_value", "q_value") if c in scores.columns]
+    top = scores.filter(pl.col("rank") < top_k).select("rank", "feature_id", *stats)
     n_firing = (maxacts.join(top.select("feature_id"), on="feature_id")
                 .group_by("feature_id", "lang").agg(n_firing=pl.len().cast(pl.UInt32)))
     best = (
@@ -78,18 +79,19 @@ def top_examples(scores: pl.DataFrame, maxacts: pl.DataFrame, act_shards: Sequen
         .join(n_firing, on=["feature_id", "lang"])
         .join(marked, on=["feature_id", "pair_id", "lang"], how="left")
         .join(refs, on="pair_id", how="left")
-        .select("rank", "feature_id", "bi_score", "jsd", "idaf", "lang", "n_firing", "example",
-                "pair_id", "ref", "max_value", "marked")
+        .select("rank", "feature_id", *stats, "lang", "n_firing", "example", "pair_id", "ref",
+                "max_value", "marked")
         .sort("rank", "lang", "example")
     )
 
 
 def markdown_table(examples: pl.DataFrame, langs: Sequence[str], title: str) -> str:
     """The top features with their first example per language, as a Markdown table."""
+    has_q = "q_value" in examples.columns
     lines = [f"### {title}", "",
-             "| rank | feature | BI score | JSD | fires on (pairs) | "
+             "| rank | feature | BI score | JSD | " + ("q | " if has_q else "") + "fires on (pairs) | "
              + " | ".join(f"top {lang} example (max activation)" for lang in langs) + " |",
-             "|---:|---:|---:|---:|---|" + "---|" * len(langs)]
+             "|---:|---:|---:|---:|" + ("---:|" if has_q else "") + "---|" + "---|" * len(langs)]
     first = examples.filter(pl.col("example") == 0)
     for (rank, feature), group in first.group_by("rank", "feature_id", maintain_order=True):
         row = group.row(0, named=True)
@@ -98,6 +100,7 @@ def markdown_table(examples: pl.DataFrame, langs: Sequence[str], title: str) -> 
         cells = [f"{by_lang[lang]['ref']}: {window(by_lang[lang]['marked'])} "
                  f"({by_lang[lang]['max_value']:.3g})".replace("|", "\\|")
                  if lang in by_lang else "" for lang in langs]
-        lines.append(f"| {rank} | {feature} | {row['bi_score']:.4g} | {row['jsd']:.3g} | {fires} | "
+        q = f"{row['q_value']:.3g} | " if has_q else ""
+        lines.append(f"| {rank} | {feature} | {row['bi_score']:.4g} | {row['jsd']:.3g} | {q}{fires} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

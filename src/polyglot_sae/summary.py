@@ -31,6 +31,15 @@ def _quality_lines(quality: dict[str, Any], maxacts_path: str, d_sae: int) -> li
     return lines
 
 
+def _headline(scores: pl.DataFrame, method: str) -> str:
+    alive = int((~scores["dead"]).sum())
+    if "q_value" not in scores.columns:
+        return f"Method {method}: {alive} alive features ranked (no permutation null run)."
+    significant = int((scores["q_value"] < 0.05).sum())
+    return (f"**Method {method}: {significant} features bilingual at q < 0.05** (permutation null "
+            f"over the pairing between languages, Benjamini-Hochberg), of {alive} alive.")
+
+
 def _agreement(a: pl.DataFrame, b: pl.DataFrame, k: int) -> str:
     top_a = set(a.filter(pl.col("rank") < k)["feature_id"].to_list())
     top_b = set(b.filter(pl.col("rank") < k)["feature_id"].to_list())
@@ -52,7 +61,7 @@ def write_summary(inputs, cfg: dict[str, Any], run: str, out_path: str) -> None:
         for j, method in enumerate(methods):
             index = i * len(methods) + j
             scores[method] = pl.read_parquet(inputs.scores[index])
-            lines += [Path(inputs.top[index]).read_text(), ""]
+            lines += [_headline(scores[method], method), "", Path(inputs.top[index]).read_text(), ""]
         if len(methods) == 2:
             a, b = (scores[m] for m in methods)
             lines += [f"Top-25 agreement between methods {methods[0]} and {methods[1]}: "

@@ -1,0 +1,64 @@
+rule beta_sweep:
+    input:
+        maxacts="results/{run}/maxacts/{sae}.parquet",
+    output:
+        table="results/{run}/sweeps/{sae}.{method}.beta.parquet",
+        plot=report(
+            "results/{run}/sweeps/{sae}.{method}.beta.png",
+            caption="../report/beta_sweep.rst",
+            category="Sweeps",
+        ),
+    params:
+        cfg=lambda w: {
+            "method": w.method,
+            "beta_rank": config["score"]["beta_rank"],
+            "beta_ranks": config["sweeps"]["beta_ranks"],
+            "top_k": config["sweeps"]["top_k"],
+            "langs": config["corpus"]["langs"],
+        },
+    log:
+        "logs/{run}/sweeps/{sae}.{method}.beta.log",
+    benchmark:
+        "benchmarks/{run}/sweeps/{sae}.{method}.beta.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/beta_sweep.py"
+
+
+rule size_ablation:
+    input:
+        maxacts="results/{run}/maxacts/{sae}.parquet",
+        pairs=f"results/{CORPUS}/split/score.parquet",
+    output:
+        table="results/{run}/sweeps/{sae}.{method}.size.parquet",
+        plot=report(
+            "results/{run}/sweeps/{sae}.{method}.size.png",
+            caption="../report/size_ablation.rst",
+            category="Sweeps",
+        ),
+    params:
+        cfg=lambda w: {
+            "method": w.method,
+            "beta_rank": config["score"]["beta_rank"],
+            "langs": config["corpus"]["langs"],
+            **{
+                k: config["sweeps"][k]
+                for k in (
+                    "ablation_sizes",
+                    "bootstrap",
+                    "ablation_permutations",
+                    "seed",
+                    "top_k",
+                )
+            },
+        },
+    log:
+        "logs/{run}/sweeps/{sae}.{method}.size.log",
+    benchmark:
+        "benchmarks/{run}/sweeps/{sae}.{method}.size.tsv"
+    conda:
+        ENV
+    threads: 2
+    script:
+        "../scripts/size_ablation.py"

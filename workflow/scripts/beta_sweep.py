@@ -1,0 +1,19 @@
+import polars as pl
+
+from polyglot_sae.atomic_io import read_metadata, write_parquet
+from polyglot_sae.plots import plot_beta_sweep
+from polyglot_sae.reduce import n_pairs_of
+from polyglot_sae.scoring import ScoreConfig
+from polyglot_sae.sweeps import beta_sweep
+from polyglot_sae.workflow_io import rule_log
+
+with rule_log(snakemake) as log:
+    p = snakemake.params.cfg
+    maxacts = pl.read_parquet(snakemake.input.maxacts)
+    sweep = beta_sweep(maxacts, n_pairs=n_pairs_of(snakemake.input.maxacts, maxacts),
+                       d_sae=read_metadata(snakemake.input.maxacts)["d_sae"], langs=p["langs"],
+                       config=ScoreConfig(method=p["method"], beta_rank=p["beta_rank"]),
+                       beta_ranks=p["beta_ranks"], top_k=p["top_k"])
+    log.info("beta sweep:\n%s", sweep)
+    write_parquet(sweep, snakemake.output.table)
+    plot_beta_sweep(sweep, snakemake.output.plot)
