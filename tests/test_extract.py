@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import make_jumprelu, sample_corpus
 
-from polyglot_sae.extract import ExtractConfig, extract_sparse, token_table
+from polyglot_sae.extract import ExtractConfig, extract_sparse, token_table, tokenize
 from polyglot_sae.atomic_io import read_metadata, write_parquet
 from polyglot_sae.reduce import reduce_max
 
@@ -66,7 +66,7 @@ def test_batching_does_not_change_results(tiny_model, sae, pairs):
 
 
 def test_token_table_positions_line_up(tiny_model, pairs):
-    tokens = token_table(tiny_model, pairs, ExtractConfig())
+    tokens = token_table(tiny_model.tokenizer, tokenize(tiny_model.tokenizer, pairs, 256))
     first = tokens.filter((pl.col("pair_id") == 0) & (pl.col("lang") == "en"))
     assert first["token_pos"].to_list() == list(range(first.height))
     assert first["token_id"][0] == tiny_model.tokenizer.bos_token_id
@@ -111,3 +111,30 @@ def test_parquet_write_is_atomic_and_keeps_provenance(tmp_path, monkeypatch):
         write_parquet(pl.DataFrame({"x": [3]}), path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]  # no partial file left
     assert pl.read_parquet(path)["x"].to_list() == [1, 2]  # the finished file is untouched
+
+
+def test_sae_quality_against_direct_computation(tiny_model, sae, pairs):
+    from polyglot_sae.sae_eval import evaluate_sae
+
+    quality = evaluate_sae(tiny_model, sae, HOOK, pairs, ExtractConfig(), batch_size=5)
+    for lang in ("en", "es"):
+        xs, losses, n_pred = [], 0.0, 0
+        for text in pairs.filter(pl.col("lang") == lang)["text"]:
+            tokens = tiny_model.to_tokens(text, prepend_bos=True)
+            with torch.no_grad():
+                _, cache = tiny_model.run_with_cache(tokens, names_filter=HOOK)
+                loss = tiny_model(tokens, return_type="loss")  # mean over next-token predictions
+            xs.append(cache[HOOK][0, 1:].numpy().astype(np.float64))  # BOS excluded
+            losses += float(loss) * (tokens.shape[1] - 1)
+            n_pred += tokens.shape[1] - 1
+        x = np.concatenate(xs)
+        with torch.no_grad():
+            feats = sae.encode(torch.from_numpy(x).float())
+            recon = sae.decode(feats).numpy().astype(np.float64)
+        fve = 1 - ((recon - x) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
+        q = quality[lang]
+        assert q["tokens"] == x.shape[0]
+        np.testing.assert_allclose(q["fve"], fve, rtol=1e-4)
+        np.testing.assert_allclose(q["l0"], float((feats > 0).sum(1).float().mean()), rtol=1e-6)
+        np.testing.assert_allclose(q["ce_clean"], losses / n_pred, rtol=1e-4)
+        assert q["ce_spliced"] != q["ce_clean"]

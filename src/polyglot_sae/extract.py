@@ -66,14 +66,21 @@ def tokenize(tokenizer, pairs: pl.DataFrame, max_tokens: int) -> list[Sentence]:
     return out
 
 
-def hook_batches(
-    model, hook: str, sentences: Sequence[Sentence], batch_size: int, desc: str = "extract"
-) -> Iterator[tuple[list[Sentence], Float[torch.Tensor, "batch pos d_model"]]]:
-    """Yield (sentences, hook activations) for length-sorted, right-padded batches."""
+@dataclass(frozen=True)
+class Batch:
+    sentences: list[Sentence]
+    tokens: torch.Tensor  # (batch, pos), right-padded
+    acts: Float[torch.Tensor, "batch pos d_model"]  # at the hook
+    logits: torch.Tensor | None  # (batch, pos, d_vocab) when asked for
+
+
+def hook_batches(model, hook: str, sentences: Sequence[Sentence], batch_size: int,
+                 desc: str = "extract", with_logits: bool = False) -> Iterator[Batch]:
+    """Length-sorted, right-padded batches with their hook activations; the model stops at the
+    hook's layer unless the logits are wanted too."""
     order = sorted(range(len(sentences)), key=lambda i: (len(sentences[i].token_ids), i))
     pad = model.tokenizer.pad_token_id or 0
-    device = model.cfg.device
-    stop = stop_layer(hook)
+    stop = None if with_logits else stop_layer(hook)
     n_tokens = sum(len(s.token_ids) for s in sentences)
     with tqdm(total=n_tokens, desc=desc, unit="tok", file=sys.stderr, mininterval=5) as bar:
         for start in range(0, len(order), batch_size):
@@ -82,10 +89,10 @@ def hook_batches(
             tokens = torch.full((len(batch), width), pad, dtype=torch.long)
             for row, s in enumerate(batch):
                 tokens[row, : len(s.token_ids)] = torch.tensor(s.token_ids)
+            tokens = tokens.to(model.cfg.device)
             with torch.inference_mode():
-                _, cache = model.run_with_cache(tokens.to(device), names_filter=hook,
-                                                stop_at_layer=stop)
-            yield batch, cache[hook]
+                out, cache = model.run_with_cache(tokens, names_filter=hook, stop_at_layer=stop)
+            yield Batch(batch, tokens, cache[hook], out if with_logits else None)
             bar.update(sum(len(s.token_ids) for s in batch))
 
 
@@ -100,10 +107,16 @@ def extract_sparse(model, sae, hook: str, pairs: pl.DataFrame, cfg: ExtractConfi
                    desc: str = "extract") -> pl.DataFrame:
     """Sparse SAE activations ``pair_id, lang, token_pos, feature_id, value`` (value > 0 only),
     special tokens (BOS, EOS, padding) excluded, sorted."""
+    return sparse_activations(model, sae, hook, tokenize(model.tokenizer, pairs, cfg.max_tokens),
+                              cfg, desc)
+
+
+def sparse_activations(model, sae, hook: str, sentences: Sequence[Sentence], cfg: ExtractConfig,
+                       desc: str = "extract") -> pl.DataFrame:
     special = special_token_ids(model.tokenizer)
-    sentences = tokenize(model.tokenizer, pairs, cfg.max_tokens)
     parts: list[dict[str, np.ndarray]] = []
-    for batch, resid in hook_batches(model, hook, sentences, cfg.batch_size, desc):
+    for b in hook_batches(model, hook, sentences, cfg.batch_size, desc):
+        batch, resid = b.sentences, b.acts
         mask = valid_token_mask(batch, resid.shape[1], special).to(resid.device)
         with torch.inference_mode():
             acts = sae.encode(resid.to(sae.dtype)) * mask.unsqueeze(-1)
@@ -124,11 +137,10 @@ def extract_sparse(model, sae, hook: str, pairs: pl.DataFrame, cfg: ExtractConfi
     return table.sort("pair_id", "lang", "token_pos", "feature_id")
 
 
-def token_table(model, pairs: pl.DataFrame, cfg: ExtractConfig) -> pl.DataFrame:
+def token_table(tokenizer, sentences: Sequence[Sentence]) -> pl.DataFrame:
     """Every token (BOS included, at position 0) with its string, to show examples later."""
-    sentences = tokenize(model.tokenizer, pairs, cfg.max_tokens)
     ids = [t for s in sentences for t in s.token_ids]
-    strings = model.tokenizer.convert_ids_to_tokens(ids)
+    strings = tokenizer.convert_ids_to_tokens(ids)
     return pl.DataFrame({
         "pair_id": [s.pair_id for s in sentences for _ in s.token_ids],
         "lang": [s.lang for s in sentences for _ in s.token_ids],
@@ -144,7 +156,8 @@ def dense_activations(model, hook: str, pairs: pl.DataFrame, cfg: ExtractConfig,
     special = special_token_ids(model.tokenizer)
     sentences = tokenize(model.tokenizer, pairs, cfg.max_tokens)
     chunks, langs = [], []
-    for batch, resid in hook_batches(model, hook, sentences, cfg.batch_size, desc):
+    for b in hook_batches(model, hook, sentences, cfg.batch_size, desc):
+        batch, resid = b.sentences, b.acts
         mask = valid_token_mask(batch, resid.shape[1], special).to(resid.device)
         chunks.append(resid[mask].float().cpu())
         counts = mask.sum(1).tolist()
@@ -193,13 +206,14 @@ def extract_shard(*, model_dir: str, sae_dir: str, hook: str, sae_id: str, langs
     where = f"config saes[{sae_id}] ({sae_dir})"
     check_hook(model, hook, where)
     check_sae_fits(sae, model, hook, where)
-    acts = extract_sparse(model, sae, hook, pairs, cfg, desc)
+    sentences = tokenize(model.tokenizer, pairs, cfg.max_tokens)
+    acts = sparse_activations(model, sae, hook, sentences, cfg, desc)
     meta = provenance(
         model=load_spec(model_dir), hook=hook, sae_id=sae_id, sae_path=str(sae_dir),
         d_sae=int(sae.cfg.d_sae), dtype=cfg.dtype, langs=list(langs),
         n_pairs=int(pairs["pair_id"].n_unique()), max_tokens=cfg.max_tokens,
         excluded_tokens=sorted(special_token_ids(model.tokenizer)),
     )
-    write_parquet(token_table(model, pairs, cfg), tokens_path, meta)
+    write_parquet(token_table(model.tokenizer, sentences), tokens_path, meta)
     write_parquet(acts, acts_path, meta, byte_stream_split=["value"])
     return acts.height

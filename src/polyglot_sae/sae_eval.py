@@ -60,28 +60,23 @@ def evaluate_sae(model, sae, hook: str, pairs: pl.DataFrame, cfg: ExtractConfig,
     special = special_token_ids(model.tokenizer)
     sentences = tokenize(model.tokenizer, pairs, cfg.max_tokens)
     totals: dict[str, _Totals] = defaultdict(_Totals)
-    pad = model.tokenizer.pad_token_id or 0
-    for batch, resid in hook_batches(model, hook, sentences, batch_size, desc="evaluate"):
-        mask = valid_token_mask(batch, resid.shape[1], special).to(resid.device)
+    for b in hook_batches(model, hook, sentences, batch_size, desc="evaluate", with_logits=True):
+        resid, tokens = b.acts, b.tokens
+        mask = valid_token_mask(b.sentences, resid.shape[1], special).to(resid.device)
         feats = sae.encode(resid.to(sae.dtype))
         recon = sae.decode(feats).to(resid.dtype)
-        for row, s in enumerate(batch):
+        for row, s in enumerate(b.sentences):
             m = mask[row]
             totals[s.lang].add_recon(resid[row][m], feats[row][m], recon[row][m])
-
-        lengths = [len(s.token_ids) for s in batch]
-        tokens = torch.full((len(batch), resid.shape[1]), pad, dtype=torch.long)
-        for row, s in enumerate(batch):
-            tokens[row, : lengths[row]] = torch.tensor(s.token_ids)
-        tokens = tokens.to(model.cfg.device)
 
         def splice(act, hook=None, recon=recon, mask=mask):  # noqa: ARG001
             return torch.where(mask.unsqueeze(-1), recon, act)
 
-        clean = _next_token_loss(model(tokens), tokens, lengths)
+        lengths = [len(s.token_ids) for s in b.sentences]
+        clean = _next_token_loss(b.logits, tokens, lengths)
         spliced = _next_token_loss(model.run_with_hooks(tokens, fwd_hooks=[(hook, splice)]),
                                    tokens, lengths)
-        for row, s in enumerate(batch):
+        for row, s in enumerate(b.sentences):
             t = totals[s.lang]
             t.ce_clean += float(clean[row])
             t.ce_spliced += float(spliced[row])
