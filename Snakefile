@@ -1,5 +1,6 @@
 # polyglot-sae: bilingual features of sparse autoencoders.
-# Stages, one file each: corpus -> model -> sae -> extract -> reduce -> score -> summary.
+# Stages, one file each: corpus -> model -> sae -> extract -> reduce -> score -> figures,
+# sweeps -> summary.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -18,6 +19,8 @@ include: "workflow/rules/sae.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/reduce.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/summary.smk"
 
 
@@ -25,6 +28,7 @@ rule all:
     default_target: True
     input:
         SUMMARY,
+        FIGURES,
 
 
 onsuccess:

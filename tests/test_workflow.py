@@ -27,6 +27,7 @@ def tiny_config(workdir, n_shards=3, **overrides):
         "saes": [{"id": "tiny-sae", "hook": "blocks.1.hook_resid_post", "source": "train",
                   "train": {"d_sae": 48, "epochs": 2.0, "batch_size": 128}}],
         "score": {"methods": ["exact", "seed"], "beta_rank": 5},
+        "sweeps": {"beta_ranks": [1, 5, 20], "top_k": 4},
         "report": {"top_k": 4, "n_examples": 2, "eval_pairs": 6},
     }
     config.update(overrides)
@@ -81,6 +82,15 @@ def test_full_dag_outputs(finished):
     assert set(quality["per_language"]) == {"en", "es"}
     for q in quality["per_language"].values():
         assert 0 < q["l0"] < 48 and q["fve"] < 1 and q["tokens"] > 0
+    for png in ("figures/tiny-sae.activation_share.png", "figures/tiny-sae.exact.bi_curve.png",
+                "sweeps/tiny-sae.seed.beta.png"):
+        assert (res / "tiny" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    sweep = pl.read_parquet(res / "tiny" / "sweeps" / "tiny-sae.exact.beta.parquet")
+    assert sweep.filter(pl.col("beta_rank") == 5)["jaccard_topk"].to_list() == [1.0]  # the reference
+    saes = pl.read_parquet(res / "tiny" / "sweeps" / "saes.parquet")
+    assert saes.select("sae", "method", "layer").rows() == [("tiny-sae", "exact", 1), ("tiny-sae", "seed", 1)]
+    nu = json.loads((res / "tiny" / "monolinguality" / "tiny-sae.exact.json").read_text())
+    assert -1 <= nu["rho"] <= 1 and nu["n_features"] > 4
     summary = (res / "tiny" / "summary.md").read_text()
     assert "Top 4 features: tiny-sae, method exact" in summary and summary in proc.stdout
     assert (workdir / "logs" / "tiny" / "extract" / "tiny-sae" / "0-of-3.log").read_text()
@@ -102,7 +112,14 @@ def _edit_config(workdir, edit):
 def test_beta_rank_change_reruns_only_scoring(finished, tmp_path):
     workdir = _copy(finished, tmp_path)
     _edit_config(workdir, lambda c: c["score"].update(beta_rank=7))
-    assert planned_jobs(workdir) == {"score": 2, "top_features": 2, "summary": 1, "all": 1}
+    assert planned_jobs(workdir) == {"score": 2, "top_features": 2, "bi_curve": 2, "beta_sweep": 2,
+                                     "monolinguality": 2, "sae_sweep": 1, "summary": 1, "all": 1}
+
+
+def test_sweep_settings_rerun_only_the_sweeps(finished, tmp_path):
+    workdir = _copy(finished, tmp_path)
+    _edit_config(workdir, lambda c: c.setdefault("sweeps", {}).update(beta_ranks=[2, 4], top_k=3))
+    assert planned_jobs(workdir) == {"beta_sweep": 2, "all": 1}
 
 
 def test_one_and_three_shards_give_identical_tables(finished, tmp_path):

@@ -89,7 +89,7 @@ class ScoreConfig:
 
 
 @dataclass(frozen=True)
-class _Rows:
+class Rows:
     """One language's rows of the table, as aligned arrays."""
 
     feature: Int64[np.ndarray, " n"]
@@ -119,7 +119,15 @@ def score_features(
         raise ValueError(f"method 'seed' compares exactly 2 languages, got {langs}")
     if n_pairs < 1:
         raise ValueError(f"n_pairs must be >= 1, got {n_pairs}")
-    rows = _load(maxacts, langs, d_sae)
+    return score_rows(load_rows(maxacts, langs, d_sae), n_pairs=n_pairs, d_sae=d_sae,
+                      config=config)
+
+
+def score_rows(rows: list[Rows], *, n_pairs: int, d_sae: int, config: ScoreConfig) -> pl.DataFrame:
+    """``score_features`` on a table already split by ``load_rows`` (so a caller that needs the
+    rows again, like the permutation null, loads the table once)."""
+    if config.method == "seed" and len(rows) != 2:
+        raise ValueError(f"method 'seed' compares exactly 2 languages, got {len(rows)}")
     n_distinct = np.unique(np.concatenate([r.pair for r in rows])).size
     if n_distinct > n_pairs:
         raise ValueError(f"the table has {n_distinct} distinct pair ids but n_pairs={n_pairs}")
@@ -127,16 +135,14 @@ def score_features(
     counts = _counts(rows, d_sae)
     dead = (counts == 0).any(axis=0)
     firing = counts.sum(axis=0)
-    n_cells = n_pairs * len(langs)
+    n_cells = n_pairs * len(rows)
     with np.errstate(divide="ignore"):
         idaf = n_cells / firing
+    jsd = feature_divergence(rows, n_pairs=n_pairs, d_sae=d_sae, method=config.method)
     if config.method == "seed":
         # Decision for decision the published code, not what its text describes.
-        logits = [r.value * _SEED_LOGIT_MAX / r.value.max() for r in rows]
-        jsd = _divergence(rows, logits, n_pairs, d_sae, _kl_from_mixture) / n_pairs
         idaf = -np.where(firing < _SEED_MIN_COUNT, 1.0, idaf)
     else:
-        jsd = _divergence(rows, [r.value for r in rows], n_pairs, d_sae, _kl_to_mixture)
         idaf[firing == 0] = np.nan
 
     alive = ~dead
@@ -200,14 +206,14 @@ def per_language_counts(
     maxacts: pl.DataFrame, langs: Sequence[str], d_sae: int
 ) -> Int64[np.ndarray, "k d_sae"]:
     """Number of pairs on which each feature fires, per language (rows follow ``langs``)."""
-    return _counts(_load(maxacts, list(langs), d_sae), d_sae)
+    return _counts(load_rows(maxacts, list(langs), d_sae), d_sae)
 
 
-def _counts(rows: list[_Rows], d_sae: int) -> Int64[np.ndarray, "k d_sae"]:
+def _counts(rows: list[Rows], d_sae: int) -> Int64[np.ndarray, "k d_sae"]:
     return np.stack([np.bincount(r.feature, minlength=d_sae) for r in rows])
 
 
-def _load(maxacts: pl.DataFrame, langs: list[str], d_sae: int) -> list[_Rows]:
+def load_rows(maxacts: pl.DataFrame, langs: list[str], d_sae: int) -> list[Rows]:
     """Validate the table and split the rows of ``langs`` by language."""
     # _divergence packs the feature id into the high half of an int64 key.
     if not 1 <= d_sae < 2**31:
@@ -233,7 +239,7 @@ def _load(maxacts: pl.DataFrame, langs: list[str], d_sae: int) -> list[_Rows]:
     rows = []
     for lang in langs:
         part = by_lang[(lang,)]
-        r = _Rows(
+        r = Rows(
             feature=part["feature_id"].to_numpy().astype(np.int64),
             pair=part["pair_id"].to_numpy().astype(np.int64),
             value=part["value"].to_numpy(),
@@ -245,6 +251,39 @@ def _load(maxacts: pl.DataFrame, langs: list[str], d_sae: int) -> list[_Rows]:
             raise ValueError(f"language {lang!r} has feature_id {r.feature.max()} >= d_sae={d_sae}")
         rows.append(r)
     return rows
+
+
+def method_logits(rows: list[Rows], method: Method) -> list[Float64[np.ndarray, " n"]]:
+    """Per language, the logits the softmax over pairs sees: the values themselves for exact;
+    for seed, rescaled so the language's largest value in the whole table becomes 100."""
+    if method == "seed":
+        return [r.value * _SEED_LOGIT_MAX / r.value.max() for r in rows]
+    return [r.value for r in rows]
+
+
+def feature_divergence(rows: list[Rows], *, n_pairs: int, d_sae: int,
+                       method: Method) -> Float64[np.ndarray, " d_sae"]:
+    """Each feature's divergence (the `jsd` column) for the method, from validated rows."""
+    total = _divergence(rows, method_logits(rows, method), n_pairs, d_sae, pair_divergence(method))
+    return total / n_pairs if method == "seed" else total
+
+
+def pair_divergence(
+    method: Method,
+) -> Callable[[Float64[np.ndarray, "n k"]], Float64[np.ndarray, " n"]]:
+    """Each pair's share of a feature's divergence, from its log-probabilities in every language
+    (pairs, k); the seed then divides the feature's sum by n_pairs."""
+    return _kl_from_mixture if method == "seed" else _kl_to_mixture
+
+
+def log_partitions(
+    rows: list[Rows], logits: list[Float64[np.ndarray, " n"]], n_pairs: int, d_sae: int
+) -> Float64[np.ndarray, "d_sae k"]:
+    """Per feature and language, logsumexp of the logits over all n_pairs pairs (silent ones
+    included): the softmax over pairs is ``exp(logit - log_partition)``."""
+    return np.stack(
+        [_log_partition(r.feature, x, n_pairs, d_sae) for r, x in zip(rows, logits)], axis=1
+    )
 
 
 def _beta(jsd: Float64[np.ndarray, " a"], idaf: Float64[np.ndarray, " a"], beta_rank: int) -> float:
@@ -262,7 +301,7 @@ def _beta(jsd: Float64[np.ndarray, " a"], idaf: Float64[np.ndarray, " a"], beta_
 
 
 def _divergence(
-    rows: list[_Rows],
+    rows: list[Rows],
     logits: list[Float64[np.ndarray, " n"]],
     n_pairs: int,
     d_sae: int,
@@ -273,9 +312,7 @@ def _divergence(
     ``term`` maps log-probabilities of shape (pairs, k) to each pair's share of
     the divergence.
     """
-    log_z = np.stack(
-        [_log_partition(r.feature, x, n_pairs, d_sae) for r, x in zip(rows, logits)], axis=1
-    )
+    log_z = log_partitions(rows, logits, n_pairs, d_sae)
 
     # A pair id is a u32, so one int64 key per (feature, pair) orders by feature first.
     keys = [(r.feature << 32) | r.pair for r in rows]

@@ -61,9 +61,19 @@ def write_summary(inputs, cfg: dict[str, Any], run: str, out_path: str) -> None:
         for j, method in enumerate(methods):
             index = i * len(methods) + j
             scores[method] = pl.read_parquet(inputs.scores[index])
-            lines += [_headline(scores[method], method), "", Path(inputs.top[index]).read_text(), ""]
+            rho = json.loads(Path(inputs.mono[index]).read_text())
+            lines += [_headline(scores[method], method) + f" Spearman(bi_score, monolinguality "
+                      f"nu_max) = {rho['rho']:.3f} over {rho['n_features']} features.", "",
+                      Path(inputs.top[index]).read_text(), ""]
         if len(methods) == 2:
             a, b = (scores[m] for m in methods)
             lines += [f"Top-25 agreement between methods {methods[0]} and {methods[1]}: "
                       f"{_agreement(a, b, 25)}; top-100: {_agreement(a, b, 100)}.", ""]
+    if len(cfg["saes"]) > 1:
+        table = pl.read_parquet(inputs.saes)
+        lines += ["## SAEs side by side", "", "| SAE | hook | d_sae | method | alive | q < 0.05 |",
+                  "|---|---|---:|---|---:|---:|"]
+        lines += [f"| {r['sae']} | `{r['hook']}` | {r['d_sae']} | {r['method']} | {r['n_alive']} | "
+                  f"{'' if r['n_significant'] is None else r['n_significant']} |"
+                  for r in table.iter_rows(named=True)]
     write_text("\n".join(lines), out_path)

@@ -11,6 +11,21 @@ SAES = {s["id"]: s for s in config["saes"]}
 METHODS = config["score"]["methods"]
 ENV = "../../envs/polyglot-sae.yaml"
 SUMMARY = f"results/{RUN}/summary.md"
+FIGURES = [
+    *expand("results/{run}/figures/{sae}.activation_share.png", run=RUN, sae=SAES),
+    *expand(
+        "results/{run}/figures/{sae}.{method}.bi_curve.png",
+        run=RUN,
+        sae=SAES,
+        method=METHODS,
+    ),
+    *expand(
+        "results/{run}/sweeps/{sae}.{method}.beta.png",
+        run=RUN,
+        sae=SAES,
+        method=METHODS,
+    ),
+]
 
 
 wildcard_constraints:

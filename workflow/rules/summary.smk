@@ -9,6 +9,12 @@ rule summary:
         scores=expand(
             "results/{{run}}/scores/{sae}.{method}.parquet", sae=SAES, method=METHODS
         ),
+        mono=expand(
+            "results/{{run}}/monolinguality/{sae}.{method}.json",
+            sae=SAES,
+            method=METHODS,
+        ),
+        saes="results/{run}/sweeps/saes.parquet",
     output:
         summary="results/{run}/summary.md",
     log:

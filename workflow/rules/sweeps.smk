@@ -8,6 +8,12 @@ rule beta_sweep:
             caption="../report/beta_sweep.rst",
             category="Sweeps",
         ),
+    log:
+        "logs/{run}/sweeps/{sae}.{method}.beta.log",
+    benchmark:
+        "benchmarks/{run}/sweeps/{sae}.{method}.beta.tsv"
+    conda:
+        ENV
     params:
         cfg=lambda w: {
             "method": w.method,
@@ -16,49 +22,30 @@ rule beta_sweep:
             "top_k": config["sweeps"]["top_k"],
             "langs": config["corpus"]["langs"],
         },
-    log:
-        "logs/{run}/sweeps/{sae}.{method}.beta.log",
-    benchmark:
-        "benchmarks/{run}/sweeps/{sae}.{method}.beta.tsv"
-    conda:
-        ENV
     script:
         "../scripts/beta_sweep.py"
 
 
-rule size_ablation:
+rule sae_sweep:
     input:
-        maxacts="results/{run}/maxacts/{sae}.parquet",
-        pairs=f"results/{CORPUS}/split/score.parquet",
-    output:
-        table="results/{run}/sweeps/{sae}.{method}.size.parquet",
-        plot=report(
-            "results/{run}/sweeps/{sae}.{method}.size.png",
-            caption="../report/size_ablation.rst",
-            category="Sweeps",
+        scores=expand(
+            "results/{{run}}/scores/{sae}.{method}.parquet", sae=SAES, method=METHODS
         ),
-    params:
-        cfg=lambda w: {
-            "method": w.method,
-            "beta_rank": config["score"]["beta_rank"],
-            "langs": config["corpus"]["langs"],
-            **{
-                k: config["sweeps"][k]
-                for k in (
-                    "ablation_sizes",
-                    "bootstrap",
-                    "ablation_permutations",
-                    "seed",
-                    "top_k",
-                )
-            },
-        },
+    output:
+        table="results/{run}/sweeps/saes.parquet",
     log:
-        "logs/{run}/sweeps/{sae}.{method}.size.log",
+        "logs/{run}/sweeps/saes.log",
     benchmark:
-        "benchmarks/{run}/sweeps/{sae}.{method}.size.tsv"
+        "benchmarks/{run}/sweeps/saes.tsv"
     conda:
         ENV
-    threads: 2
+    params:
+        cfg={
+            "entries": [
+                {"sae": s, "hook": SAES[s]["hook"], "method": m}
+                for s in SAES
+                for m in METHODS
+            ]
+        },
     script:
-        "../scripts/size_ablation.py"
+        "../scripts/sae_sweep.py"

@@ -16,4 +16,6 @@ with rule_log(snakemake) as log:
                        beta_ranks=p["beta_ranks"], top_k=p["top_k"])
     log.info("beta sweep:\n%s", sweep)
     write_parquet(sweep, snakemake.output.table)
-    plot_beta_sweep(sweep, snakemake.output.plot)
+    plot_beta_sweep(sweep, snakemake.output.plot, top_k=p["top_k"],
+                    reference_beta_rank=p["beta_rank"],
+                    note=f"SAE {snakemake.wildcards.sae}, method {p['method']}")
