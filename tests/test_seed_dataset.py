@@ -177,3 +177,11 @@ def test_str_tokens_longer_than_activations_is_an_error(tmp_path):
     with pytest.raises(InputError) as err:
         import_seed_dataset(local_path=path)
     assert err.value.field.startswith("str_tokens")
+
+
+def test_import_command_writes_the_same_table(stand_in, tmp_path):
+    path, _ = stand_in
+    out = tmp_path / "cli.parquet"
+    assert cli_main(["import-seed-dataset", "--out", str(out), "--local-path", str(path)]) == 0
+    table, meta = import_seed_dataset(local_path=path)
+    assert pl.read_parquet(out).equals(table) and read_metadata(out)["n_pairs"] == meta["n_pairs"]

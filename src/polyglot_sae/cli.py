@@ -18,6 +18,16 @@ def _score(args: argparse.Namespace) -> None:
     print(f"scored {scores.height} features ({alive} alive) with method {args.method} -> {args.out}")
 
 
+def _import_seed(args: argparse.Namespace) -> None:
+    from .seed_dataset import SEED_DATASET, write_seed_maxacts
+
+    table, meta = write_seed_maxacts(args.out, args.source or SEED_DATASET, split=args.split,
+                                     local_path=args.local_path, keep_padding=args.keep_padding)
+    print(f"{table.height} rows over {meta['n_pairs']} pairs, d_sae {meta['d_sae']} -> {args.out}; "
+          f"score it with: polyglot-sae score {args.out} --d-sae {meta['d_sae']} --langs es,en "
+          "--method seed")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="polyglot-sae", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -31,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="beta lets idaf reorder features only up to this 0-based JSD rank")
     score.add_argument("--out", required=True, help="scores.parquet to write")
     score.set_defaults(func=_score)
+    seed = sub.add_parser("import-seed-dataset",
+                          help="the seed blog's published activations -> a max-activation table")
+    seed.add_argument("--out", required=True, help="max-activation parquet to write")
+    seed.add_argument("--source", help="hub dataset (default diegomezp/gemmascope_bilingual_activations)")
+    seed.add_argument("--local-path", help="a copy saved with datasets' save_to_disk, instead of the hub")
+    seed.add_argument("--split", default="train", help="dataset split")
+    seed.add_argument("--keep-padding", action="store_true",
+                      help="take the max over padded positions too, as the published code did")
+    seed.set_defaults(func=_import_seed)
     return parser
 
 
