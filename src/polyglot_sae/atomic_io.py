@@ -3,11 +3,12 @@ written to a temporary name beside the target and renamed into place."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,17 @@ def atomic_target(path: str | Path) -> tuple[Path, Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     return path, Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed."""
+    path, tmp = atomic_target(path)
+    try:
+        yield tmp
+        publish(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def publish(tmp: Path, path: Path) -> None:
@@ -50,8 +62,7 @@ def write_parquet(
         merged = dict(arrow.schema.metadata or {})
         merged[META_KEY] = json.dumps(metadata, sort_keys=True, default=str).encode()
         arrow = arrow.replace_schema_metadata(merged)
-    path, tmp = atomic_target(path)
-    try:
+    with atomic_file(path) as tmp:
         pq.write_table(
             arrow,
             tmp,
@@ -60,10 +71,7 @@ def write_parquet(
             use_byte_stream_split=byte_stream_split or False,
             use_dictionary=[c for c in arrow.column_names if c not in (byte_stream_split or [])],
         )
-        publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -73,13 +81,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def write_text(text: str, path: str | Path) -> Path:
-    path, tmp = atomic_target(path)
-    try:
+    with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def write_json(obj: Any, path: str | Path) -> Path:

@@ -176,18 +176,14 @@ def save_dense_activations(model, hook: str, pairs: pl.DataFrame, cfg: ExtractCo
     """Cache training activations (float32, safetensors) with each token's language index."""
     from safetensors.torch import save_file
 
-    from .atomic_io import atomic_target, publish
+    from .atomic_io import atomic_file
 
     acts, langs = dense_activations(model, hook, pairs, cfg)
     codes = sorted(set(langs))
     lang_ids = torch.tensor([codes.index(lang) for lang in langs], dtype=torch.int16)
-    path, tmp = atomic_target(out_path)
-    try:
+    with atomic_file(out_path) as tmp:
         save_file({"acts": acts.contiguous(), "lang": lang_ids}, str(tmp),
                   metadata={"hook": hook, "langs": ",".join(codes)})
-        publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return int(acts.shape[0])
 
 

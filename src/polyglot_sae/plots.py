@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from .atomic_io import atomic_target, publish
+from .atomic_io import atomic_file
 from .errors import InputError
 
 # The blog's thresholds for its first figure: the mean and these quantiles of positive values.
@@ -307,10 +307,6 @@ def _save(fig: Figure, out: str | Path, caption: str, note: str, style: FigureSt
     fig.text(0.01, 0.01, "\n".join(lines), ha="left", va="bottom",
              fontsize=style.caption_size, color="0.25")
     fig.tight_layout(rect=(0, height, 1, 1))
-    path, tmp = atomic_target(out)
-    try:
+    with atomic_file(out) as tmp:
         fig.savefig(tmp, format="png")
-        publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(out)
