@@ -26,8 +26,9 @@ def tiny_config(workdir, n_shards=3, **overrides):
         "extract": {"batch_size": 8, "max_tokens": 96},
         "saes": [{"id": "tiny-sae", "hook": "blocks.1.hook_resid_post", "source": "train",
                   "train": {"d_sae": 48, "epochs": 2.0, "batch_size": 128}}],
-        "score": {"methods": ["exact", "seed"], "beta_rank": 5},
-        "sweeps": {"beta_ranks": [1, 5, 20], "top_k": 4},
+        "score": {"methods": ["exact", "seed"], "beta_rank": 5, "permutations": 99},
+        "sweeps": {"beta_ranks": [1, 5, 20], "top_k": 4, "ablation_sizes": [10, 20],
+                   "bootstrap": 3, "ablation_permutations": 49},
         "report": {"top_k": 4, "n_examples": 2, "eval_pairs": 6},
     }
     config.update(overrides)
@@ -69,12 +70,14 @@ def test_full_dag_outputs(finished):
         scores = pl.read_parquet(res / "tiny" / "scores" / f"tiny-sae.{method}.parquet")
         assert scores.schema == {"feature_id": pl.UInt32, "jsd": pl.Float64, "idaf": pl.Float64,
                                  "beta": pl.Float64, "bi_score": pl.Float64, "dead": pl.Boolean,
-                                 "rank": pl.UInt32}
+                                 "rank": pl.UInt32, "p_value": pl.Float64, "q_value": pl.Float64}
         assert scores.height == 48
         alive = scores.filter(~pl.col("dead")).sort("rank")
         assert alive["rank"].to_list() == list(range(alive.height)) and alive.height > 4
         assert alive["bi_score"].is_sorted()
         assert scores.filter(pl.col("dead"))["rank"].null_count() == scores["dead"].sum()
+        p = alive["p_value"].to_numpy()
+        assert ((p >= 1 / 100) & (p <= 1)).all() and (alive["q_value"].to_numpy() >= p).all()
         top = pl.read_parquet(res / "tiny" / "top_features" / f"tiny-sae.{method}.parquet")
         assert top["rank"].unique().sort().to_list() == [0, 1, 2, 3]
         assert top["marked"].str.contains("«").all()
@@ -83,10 +86,15 @@ def test_full_dag_outputs(finished):
     for q in quality["per_language"].values():
         assert 0 < q["l0"] < 48 and q["fve"] < 1 and q["tokens"] > 0
     for png in ("figures/tiny-sae.activation_share.png", "figures/tiny-sae.exact.bi_curve.png",
-                "sweeps/tiny-sae.seed.beta.png"):
+                "sweeps/tiny-sae.seed.beta.png", "sweeps/tiny-sae.exact.size.png",
+                "figures/tiny-sae.seed.pvalues.png"):
         assert (res / "tiny" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     sweep = pl.read_parquet(res / "tiny" / "sweeps" / "tiny-sae.exact.beta.parquet")
     assert sweep.filter(pl.col("beta_rank") == 5)["jaccard_topk"].to_list() == [1.0]  # the reference
+    size = pl.read_parquet(res / "tiny" / "sweeps" / "tiny-sae.exact.size.parquet")
+    assert size["n_pairs"].to_list() == [10, 20, 30]
+    assert (size["n_significant_lo"] <= size["n_significant_hi"]).all()
+    assert size["topk_overlap"][-1] == 1.0  # all pairs: the full ranking itself
     saes = pl.read_parquet(res / "tiny" / "sweeps" / "saes.parquet")
     assert saes.select("sae", "method", "layer").rows() == [("tiny-sae", "exact", 1), ("tiny-sae", "seed", 1)]
     nu = json.loads((res / "tiny" / "monolinguality" / "tiny-sae.exact.json").read_text())
@@ -113,13 +121,18 @@ def test_beta_rank_change_reruns_only_scoring(finished, tmp_path):
     workdir = _copy(finished, tmp_path)
     _edit_config(workdir, lambda c: c["score"].update(beta_rank=7))
     assert planned_jobs(workdir) == {"score": 2, "top_features": 2, "bi_curve": 2, "beta_sweep": 2,
+                                     "size_ablation": 2, "pvalue_histogram": 2,
                                      "monolinguality": 2, "sae_sweep": 1, "summary": 1, "all": 1}
 
 
-def test_sweep_settings_rerun_only_the_sweeps(finished, tmp_path):
+@pytest.mark.parametrize("edit, rerun", [
+    ({"beta_ranks": [2, 4]}, "beta_sweep"),
+    ({"ablation_sizes": [5, 15], "bootstrap": 2}, "size_ablation"),
+])
+def test_sweep_settings_rerun_only_that_sweep(finished, tmp_path, edit, rerun):
     workdir = _copy(finished, tmp_path)
-    _edit_config(workdir, lambda c: c.setdefault("sweeps", {}).update(beta_ranks=[2, 4], top_k=3))
-    assert planned_jobs(workdir) == {"beta_sweep": 2, "all": 1}
+    _edit_config(workdir, lambda c: c.setdefault("sweeps", {}).update(edit))
+    assert planned_jobs(workdir) == {rerun: 2, "all": 1}
 
 
 def test_one_and_three_shards_give_identical_tables(finished, tmp_path):

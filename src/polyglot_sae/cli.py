@@ -10,12 +10,21 @@ from .errors import InputError
 
 
 def _score(args: argparse.Namespace) -> None:
+    from .null import NullConfig
     from .scoring import ScoreConfig, score_file
 
+    if args.permutations < 0:
+        raise SystemExit(f"error: --permutations must be >= 0, got {args.permutations}")
+    null = NullConfig(permutations=args.permutations, seed=args.seed) if args.permutations else None
     scores = score_file(args.maxacts, args.out, langs=args.langs.split(","), d_sae=args.d_sae,
-                        config=ScoreConfig(method=args.method, beta_rank=args.beta_rank))
+                        config=ScoreConfig(method=args.method, beta_rank=args.beta_rank),
+                        null=null)
     alive = scores["rank"].count()
     print(f"scored {scores.height} features ({alive} alive) with method {args.method} -> {args.out}")
+    if args.permutations > 0:
+        found = scores.filter(scores["q_value"] < 0.05).height
+        print(f"{found} features bilingual at q < 0.05 ({args.permutations} permutations, "
+              f"seed {args.seed})")
 
 
 def _import_seed(args: argparse.Namespace) -> None:
@@ -39,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seed: the blog's published code; exact: the blog text's definition")
     score.add_argument("--beta-rank", type=int, default=300,
                        help="beta lets idaf reorder features only up to this 0-based JSD rank")
+    score.add_argument("--permutations", type=int, default=0,
+                       help="permutation null: re-pairings of the languages (0: none); adds "
+                            "p_value and q_value (Benjamini-Hochberg) columns")
+    score.add_argument("--seed", type=int, default=0, help="seed of the permutations")
     score.add_argument("--out", required=True, help="scores.parquet to write")
     score.set_defaults(func=_score)
     seed = sub.add_parser("import-seed-dataset",

@@ -50,7 +50,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 import polars as pl
@@ -60,6 +60,9 @@ from .errors import InputError
 from .atomic_io import read_metadata, write_parquet
 from .reduce import n_pairs_of
 
+if TYPE_CHECKING:
+    from .null import NullConfig
+
 Method = Literal["seed", "exact"]
 
 _COLUMNS = ("pair_id", "lang", "feature_id", "value")
@@ -67,6 +70,9 @@ _COLUMNS = ("pair_id", "lang", "feature_id", "value")
 _SEED_LOGIT_MAX = 100.0
 # The seed code sets idaf to 1 for features firing on fewer (pair, lang) cells.
 _SEED_MIN_COUNT = 10
+# (feature, pair) entries whose divergence terms are evaluated at once (about 0.5 GB of
+# temporaries for two languages).
+_TERM_CHUNK = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -175,11 +181,14 @@ def score_file(
     langs: Sequence[str],
     config: ScoreConfig,
     d_sae: int | None = None,
+    null: NullConfig | None = None,
 ) -> pl.DataFrame:
     """Score a max-activation parquet into ``out_path`` and return the scores.
 
     ``n_pairs`` comes from the table's provenance (see ``reduce.n_pairs_of``),
-    ``d_sae`` from the argument or else the provenance.
+    ``d_sae`` from the argument or else the provenance. With ``null`` (and
+    ``null.permutations > 0``) the scores get the permutation null's ``p_value`` and
+    ``q_value`` (see ``polyglot_sae.null``) and the provenance its settings.
     """
     meta = read_metadata(maxacts_path)
     d_sae = d_sae if d_sae is not None else meta.get("d_sae")
@@ -189,15 +198,24 @@ def score_file(
         )
     table = pl.read_parquet(maxacts_path)
     n_pairs = n_pairs_of(maxacts_path, table)
+    with_null = null is not None and null.permutations > 0
     try:
-        scores = score_features(table, n_pairs=n_pairs, d_sae=int(d_sae), langs=langs,
-                                config=config)
+        if with_null:
+            from .null import score_with_null  # null imports this module
+
+            scores = score_with_null(table, n_pairs=n_pairs, d_sae=int(d_sae), langs=langs,
+                                     score_config=config, null_config=null)
+        else:
+            scores = score_features(table, n_pairs=n_pairs, d_sae=int(d_sae), langs=langs,
+                                    config=config)
     except ValueError as err:  # name the file: the table, not the caller, is what is wrong
         raise InputError(maxacts_path, "max-activation table", str(err),
                          "check --langs/--d-sae against the table, or rebuild it with reduce") from err
     provenance = (
         meta | asdict(config) | {"langs": list(langs), "n_pairs": n_pairs, "d_sae": int(d_sae)}
     )
+    if with_null:
+        provenance |= {f"null_{key}": value for key, value in asdict(null).items()}
     write_parquet(scores, out_path, provenance)
     return scores
 
@@ -223,22 +241,28 @@ def load_rows(maxacts: pl.DataFrame, langs: list[str], d_sae: int) -> list[Rows]
     missing = set(_COLUMNS) - set(maxacts.columns)
     if missing:
         raise ValueError(f"max-activation table lacks columns {sorted(missing)}")
-    table = maxacts.select(
-        pl.col("pair_id").cast(pl.UInt32),
-        pl.col("lang").cast(pl.String),
-        pl.col("feature_id").cast(pl.UInt32),
-        pl.col("value").cast(pl.Float64),
-    ).filter(pl.col("lang").is_in(langs))
-    if table.null_count().sum_horizontal().item() > 0:
+    # One language at a time, and no string copy of the lang column: a GemmaScope-sized table
+    # has ~10^8 rows, and a cast-then-partition copy of it costs several times its size.
+    lang_dtype = maxacts.schema["lang"]
+    lang_col = (pl.col("lang") if lang_dtype in (pl.String, pl.Categorical)
+                or isinstance(lang_dtype, pl.Enum) else pl.col("lang").cast(pl.String))
+    by_lang = {
+        lang: maxacts.lazy().filter(lang_col == lang).select(
+            pl.col("pair_id").cast(pl.UInt32),
+            pl.col("feature_id").cast(pl.UInt32),
+            pl.col("value").cast(pl.Float64),
+        ).collect()
+        for lang in langs
+    }
+    if any(part.null_count().sum_horizontal().item() > 0 for part in by_lang.values()):
         raise ValueError("max-activation table has null entries")
-    by_lang = table.partition_by("lang", as_dict=True)
-    absent = [lang for lang in langs if (lang,) not in by_lang]
+    absent = [lang for lang in langs if by_lang[lang].height == 0]
     if absent:
         raise ValueError(f"languages {absent} have no rows in the max-activation table")
 
     rows = []
     for lang in langs:
-        part = by_lang[(lang,)]
+        part = by_lang.pop(lang)
         r = Rows(
             feature=part["feature_id"].to_numpy().astype(np.int64),
             pair=part["pair_id"].to_numpy().astype(np.int64),
@@ -315,21 +339,33 @@ def _divergence(
     log_z = log_partitions(rows, logits, n_pairs, d_sae)
 
     # A pair id is a u32, so one int64 key per (feature, pair) orders by feature first.
-    keys = [(r.feature << 32) | r.pair for r in rows]
-    union, inverse = np.unique(np.concatenate(keys), return_inverse=True)
-    union_logits = np.zeros((union.size, len(rows)))
+    sizes = [r.feature.size for r in rows]
+    union, inverse = np.unique(np.concatenate([(r.feature << 32) | r.pair for r in rows]),
+                               return_inverse=True)
+    union_feature = union >> 32
+    del union
+    union_logits = np.zeros((union_feature.size, len(rows)))
     start = 0
-    for lang, (key, x) in enumerate(zip(keys, logits)):
-        at = inverse[start : start + key.size]
-        start += key.size
+    for lang, (size, x) in enumerate(zip(sizes, logits)):
+        at = inverse[start : start + size]
+        start += size
         if np.bincount(at).max() > 1:
             raise ValueError("max-activation table has duplicate (pair_id, lang, feature_id) rows")
         union_logits[at, lang] = x
-    union_feature = union >> 32
+    del inverse, at
 
-    total = np.bincount(
-        union_feature, weights=term(union_logits - log_z[union_feature]), minlength=d_sae
-    )
+    # The terms in chunks, for memory (their temporaries are several times the table), cut at
+    # feature boundaries: each feature's sum is then the very bincount an unchunked pass makes.
+    total = np.zeros(d_sae)
+    cuts = np.searchsorted(union_feature, union_feature[_TERM_CHUNK::_TERM_CHUNK])
+    bounds = np.unique(np.r_[0, cuts, union_feature.size])
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        feature = union_feature[lo:hi]
+        first = feature[0]
+        total[first : feature[-1] + 1] = np.bincount(
+            feature - first, weights=term(union_logits[lo:hi] - log_z[feature]),
+            minlength=feature[-1] + 1 - first,
+        )
     # Pairs where no language fires have logit 0 everywhere, hence identical probabilities.
     n_silent = n_pairs - np.bincount(union_feature, minlength=d_sae)
     return total + n_silent * term(-log_z)

@@ -20,10 +20,17 @@ FIGURES = [
         method=METHODS,
     ),
     *expand(
-        "results/{run}/sweeps/{sae}.{method}.beta.png",
+        "results/{run}/sweeps/{sae}.{method}.{sweep}.png",
         run=RUN,
         sae=SAES,
         method=METHODS,
+        sweep=["beta", "size"] if config["score"]["permutations"] else ["beta"],
+    ),
+    *expand(
+        "results/{run}/figures/{sae}.{method}.pvalues.png",
+        run=RUN,
+        sae=SAES,
+        method=METHODS if config["score"]["permutations"] else [],
     ),
 ]
 

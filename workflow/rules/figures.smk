@@ -40,6 +40,27 @@ rule bi_curve:
         "../scripts/bi_curve.py"
 
 
+rule pvalue_histogram:
+    input:
+        scores="results/{run}/scores/{sae}.{method}.parquet",
+    output:
+        plot=report(
+            "results/{run}/figures/{sae}.{method}.pvalues.png",
+            caption="../report/pvalue_histogram.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/{run}/figures/{sae}.{method}.pvalues.log",
+    benchmark:
+        "benchmarks/{run}/figures/{sae}.{method}.pvalues.tsv"
+    conda:
+        ENV
+    params:
+        cfg={k: config["score"][k] for k in ("permutations", "seed")},
+    script:
+        "../scripts/pvalue_histogram.py"
+
+
 rule monolinguality:
     input:
         maxacts="results/{run}/maxacts/{sae}.parquet",

@@ -12,8 +12,11 @@ rule score:
     params:
         cfg=lambda w: {
             "method": w.method,
-            "beta_rank": config["score"]["beta_rank"],
             "langs": config["corpus"]["langs"],
+            **{
+                k: config["score"][k]
+                for k in ("beta_rank", "permutations", "seed", "early_stop_hits")
+            },
         },
     script:
         "../scripts/score.py"

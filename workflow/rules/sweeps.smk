@@ -26,6 +26,44 @@ rule beta_sweep:
         "../scripts/beta_sweep.py"
 
 
+rule size_ablation:
+    input:
+        maxacts="results/{run}/maxacts/{sae}.parquet",
+        pairs=f"results/{CORPUS}/split/score.parquet",
+    output:
+        table="results/{run}/sweeps/{sae}.{method}.size.parquet",
+        plot=report(
+            "results/{run}/sweeps/{sae}.{method}.size.png",
+            caption="../report/size_ablation.rst",
+            category="Sweeps",
+        ),
+    log:
+        "logs/{run}/sweeps/{sae}.{method}.size.log",
+    benchmark:
+        "benchmarks/{run}/sweeps/{sae}.{method}.size.tsv"
+    conda:
+        ENV
+    params:
+        cfg=lambda w: {
+            "method": w.method,
+            "beta_rank": config["score"]["beta_rank"],
+            "early_stop_hits": config["score"]["early_stop_hits"],
+            "langs": config["corpus"]["langs"],
+            **{
+                k: config["sweeps"][k]
+                for k in (
+                    "ablation_sizes",
+                    "bootstrap",
+                    "ablation_permutations",
+                    "seed",
+                    "top_k",
+                )
+            },
+        },
+    script:
+        "../scripts/size_ablation.py"
+
+
 rule sae_sweep:
     input:
         scores=expand(

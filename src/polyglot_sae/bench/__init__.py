@@ -1,0 +1,1 @@
+"""Benchmarks run as scripts (``python -m polyglot_sae.bench.<name>``), not tests."""
