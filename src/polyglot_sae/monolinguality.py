@@ -25,7 +25,7 @@ from jaxtyping import Float64
 from scipy.stats import spearmanr
 
 from .errors import InputError
-from .scoring import load_rows
+from .scoring import check_pairs, load_rows
 
 _TABLE = "max-activation table"
 
@@ -65,19 +65,12 @@ def language_means(
         if n_pairs < 1:
             raise ValueError(f"n_pairs must be >= 1, got {n_pairs}")
         rows = load_rows(maxacts, list(langs), d_sae)
+        check_pairs(rows, n_pairs)
     except ValueError as err:
         raise InputError(_TABLE, "rows", str(err),
                          "pass the table's n_pairs, d_sae and languages") from err
-    pairs = np.unique(np.concatenate([r.pair for r in rows]))
-    if pairs.size > n_pairs:
-        raise InputError(_TABLE, "pair_id", f"{pairs.size} distinct pairs but n_pairs={n_pairs}",
-                         "pass the number of pairs the table was built from")
-    for lang, r in zip(langs, rows):
-        # A duplicate row would be summed twice into the mean.
-        if np.unique((r.feature << 32) | r.pair).size != r.feature.size:
-            raise InputError(_TABLE, "rows", f"language {lang!r} has duplicate "
-                             "(pair_id, feature_id) rows", "reduce the table with reduce_max")
-    return np.stack([np.bincount(r.feature, weights=r.value, minlength=d_sae) for r in rows]) / n_pairs
+    return np.stack([np.bincount(r.feature_ids(), weights=r.value, minlength=d_sae)
+                     for r in rows]) / n_pairs
 
 
 def rank_correlation(scores: pl.DataFrame, nu_table: pl.DataFrame) -> dict[str, float | int]:

@@ -52,19 +52,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import polars as pl
 from jaxtyping import Float64, Int32, Int64
 
-from .scoring import (Rows, ScoreConfig, load_rows, log_partitions, method_logits,
-                      pair_divergence, score_rows)
+from .scoring import (Rows, ScoreConfig, check_pairs, feature_chunks, load_rows, log_partitions,
+                      logit_rescale, pair_divergence, row_logits, score_rows)
 
 # A permuted D within this fraction of the feature's divergence terms (the sum of its lone-pair
 # and silent terms) of the observed D is a tie: the same alignment summed in another order
 # differs in the last bits. Ties count as hits, which can only raise p.
 _TIE_RTOL = 1e-9
-# Entries (permutations x rows) looked up in one go: small enough that a chunk's temporaries
-# stay in cache (2**15 ran ~15% faster than 2**22), large enough to amortise numpy's calls.
+# Entries (permutations x rows) looked up in one go by the numpy path (3+ languages): small
+# enough that a chunk's temporaries stay in cache, large enough to amortise numpy's calls.
 _CHUNK_ENTRIES = 1 << 15
 # Rows (all languages) of the features processed together, unless one feature alone has more.
 _GROUP_ROWS = 1 << 18
@@ -188,7 +189,8 @@ def _null(rows: list[Rows], *, n_pairs: int, d_sae: int, method: str,
           config: NullConfig) -> pl.DataFrame:
     """Null of validated rows; empties ``rows`` (its int64 copies are not needed past the
     grouping, and on a large table they are most of the memory)."""
-    alive = np.stack([np.bincount(r.feature, minlength=d_sae) > 0 for r in rows]).all(axis=0)
+    check_pairs(rows, n_pairs)
+    alive = np.stack([r.counts > 0 for r in rows]).all(axis=0)
     table = _group(rows, n_pairs=n_pairs, d_sae=d_sae, method=method)
     hits, done = _count_hits(table, alive, config)
     h = config.early_stop_hits
@@ -210,23 +212,19 @@ def _null(rows: list[Rows], *, n_pairs: int, d_sae: int, method: str,
 
 
 def _group(rows: list[Rows], *, n_pairs: int, d_sae: int, method: str) -> _Table:
-    logits = method_logits(rows, method)
-    log_z = log_partitions(rows, logits, n_pairs, d_sae)
-    slots = _pair_slots(rows, n_pairs)
+    rescale = logit_rescale(rows, method)
+    log_z = log_partitions(rows, rescale, n_pairs, d_sae)
     start, slot, logp = [], [], []
-    for lang in range(len(slots)):
-        r, x = rows[lang], logits[lang]
-        # Feature ids < 2**16 sort by radix; the real table comes sorted by pair instead.
-        key = r.feature.astype(np.uint16 if d_sae <= 2**16 else np.int32)
-        order = None if (key[1:] >= key[:-1]).all() else np.argsort(key, kind="stable")
-        del key
-        start.append(np.concatenate([[0], np.cumsum(np.bincount(r.feature, minlength=d_sae))]))
-        # The same subtraction as scoring's, so the observed pairing reproduces its terms.
-        lp = x - log_z[r.feature, lang]
-        slot.append(slots[lang] if order is None else slots[lang][order])
-        logp.append(lp if order is None else lp[order])
-        rows[lang] = logits[lang] = slots[lang] = None  # free the int64 copies as we go
-        del r, x, lp, order
+    for lang in range(len(rows)):
+        r = rows[lang]
+        lp = np.empty(r.slot.size)
+        for lo, hi in feature_chunks([r]):
+            a, b = r.start[lo], r.start[hi]
+            # The same subtraction as scoring's, so the observed pairing reproduces its terms.
+            lp[a:b] = row_logits(r, rescale[lang], a, b) - log_z[r.feature_ids(lo, hi), lang]
+        start.append(r.start), slot.append(r.slot), logp.append(lp)
+        rows[lang] = None  # free the values as we go: on a large table they are a GB
+        del r
     rows.clear()
     return _Table(n_pairs=n_pairs, method=method, start=start, slot=slot, logp=logp, silent=-log_z,
                   pair_term=_pair_term(method, len(start)))
@@ -255,27 +253,6 @@ def _pair_term(method: str, n_langs: int
         return 0.5 * np.exp(np.maximum(a, b)) * inner
 
     return two
-
-
-def _pair_slots(rows: list[Rows], n_pairs: int) -> list[Int32[np.ndarray, " n"]]:
-    """Each row's pair slot: the rank of its pair id among the ids present in any language."""
-    top = max(int(r.pair.max()) for r in rows)
-    if top < max(8 * n_pairs, 1 << 20):
-        # Ids are near-dense in practice: a lookup table beats sorting a hundred million ids.
-        seen = np.zeros(top + 1, dtype=bool)
-        for r in rows:
-            seen[r.pair] = True
-        n_present = int(seen.sum())
-        lookup = (np.cumsum(seen, dtype=np.int64) - 1).astype(np.int32)
-        slots = [lookup[r.pair] for r in rows]
-    else:
-        ids, inverse = np.unique(np.concatenate([r.pair for r in rows]), return_inverse=True)
-        n_present = ids.size
-        bounds = np.cumsum([0] + [r.pair.size for r in rows])
-        slots = [inverse[a:b].astype(np.int32) for a, b in zip(bounds[:-1], bounds[1:])]
-    if n_present > n_pairs:
-        raise ValueError(f"the table has {n_present} distinct pair ids but n_pairs={n_pairs}")
-    return slots
 
 
 def _count_hits(table: _Table, alive: np.ndarray,
@@ -341,7 +318,6 @@ def _overlap_shift(
     # Per language, row index of (feature in group, slot) or -1; reset after each group by
     # touching only what was set, so one allocation serves the whole block.
     markers = [np.full(max_group * n, -1, dtype=np.int32) for _ in range(k)]
-    work = _Workspace()
     lo = 0
     while lo < features.size:
         # Greedy groups: at most max_group features and, unless one feature alone is bigger,
@@ -353,37 +329,19 @@ def _overlap_shift(
             scale[lo:hi] = group.scale
             # A pair where two or more languages fire holds a row of some language but the
             # last; it is counted once, at the lowest such language.
-            for lang in range(k - 1):
+            if k == 2:
+                out[:, lo:hi] += _shift_two(group, inverse[0], markers[1])
+            for lang in range(k - 1 if k > 2 else 0):
                 n_rows = group.slot[lang].size
                 step = max(1, _CHUNK_ENTRIES // max(1, n_rows))
                 for t0 in range(0, n_perm if n_rows else 0, step):
                     t1 = min(n_perm, t0 + step)
-                    if k == 2:
-                        part = _shift_two(group, inverse[0, t0:t1], markers[1], work)
-                    else:
-                        part = _shift_many(group, lang, forward[:, t0:t1], inverse[:, t0:t1],
-                                           markers)
-                    out[t0:t1, lo:hi] += part
+                    out[t0:t1, lo:hi] += _shift_many(group, lang, forward[:, t0:t1],
+                                                     inverse[:, t0:t1], markers)
         finally:
             group.unmark(markers)
         lo = hi
     return out, scale
-
-
-class _Workspace:
-    """Scratch int32 buffers reused across chunks: fresh multi-megabyte arrays per chunk would
-    cost page faults on every call."""
-
-    def __init__(self) -> None:
-        self.size = 0
-
-    def get(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        size = shape[0] * shape[1]
-        if size > self.size:
-            self.size = max(size, _CHUNK_ENTRIES)
-            self.a = np.empty(self.size, dtype=np.int32)
-            self.b = np.empty(self.size, dtype=np.int32)
-        return self.a[:size].reshape(shape), self.b[:size].reshape(shape)
 
 
 class _Group:
@@ -461,42 +419,35 @@ class _Group:
                            minlength=n_perm * self.size).reshape(n_perm, self.size)
 
 
-def _shift_two(group: _Group, inverse: Int32[np.ndarray, "b n"], marker: Int32[np.ndarray, " m"],
-               work: _Workspace) -> Float64[np.ndarray, "b g"]:
+def _shift_two(group: _Group, inverse: Int32[np.ndarray, "b n"],
+               marker: Int32[np.ndarray, " m"]) -> Float64[np.ndarray, "b g"]:
     """Two languages: the first's rows look up, per permutation, the second's row now paired
-    with them. The hot loop of the null: 1-D takes (several times faster than fancy indexing)
-    into reused buffers, in-place arithmetic."""
-    slot, offset = group.slot[0], group.offset[0]
-    n_perm, n_rows = inverse.shape[0], slot.size
-    old, partner = work.get((n_perm, n_rows))
-    # 'clip' (indices are in range anyway) spares np.take the buffering 'raise' needs.
-    np.take(inverse, slot, axis=1, out=old, mode="clip")
-    np.add(old, offset, out=old)
-    np.take(marker, old, out=partner, mode="clip")
-    flat = np.flatnonzero(partner >= 0)
-    t, r = np.divmod(flat, n_rows)
-    r1 = np.take(partner.reshape(-1), flat)
-    mix = np.take(group.prob[0], r)
-    mix += np.take(group.prob[1], r1)
-    mix *= 0.5
-    # M underflows to 0 only where both P do; M log M -> 0 there, as it should.
-    rest = np.maximum(mix, _TINY)
-    np.log(rest, out=rest)
-    if group.seed:  # M (log M - mean log P)
-        mean_logp = np.take(group.logp[0], r)
-        mean_logp += np.take(group.logp[1], r1)
-        mean_logp *= 0.5
-        rest -= mean_logp
-        rest *= mix
-    else:  # -M log M
-        rest *= mix
-        np.negative(rest, out=rest)
-    rest += np.take(group.share[0], r)
-    rest += np.take(group.share[1], r1)
-    t *= group.size
-    t += np.take(group.local[0], r)
-    return np.bincount(t, weights=rest, minlength=n_perm * group.size).reshape(n_perm,
-                                                                                group.size)
+    with them. The hot loop of the null, compiled (one pass, no temporaries, permutations
+    split across cores)."""
+    out = np.zeros((inverse.shape[0], group.size))
+    _shift_two_kernel(inverse, group.slot[0], group.offset[0], group.local[0], marker,
+                      group.prob[0], group.prob[1], group.logp[0], group.logp[1],
+                      group.share[0], group.share[1], group.seed, out)
+    return out
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _shift_two_kernel(inverse, slot0, offset0, local0, marker, prob0, prob1, logp0, logp1,
+                      share0, share1, seed, out):  # pragma: no cover - compiled
+    for t in numba.prange(inverse.shape[0]):  # each thread owns whole rows of out: no races
+        row = inverse[t]
+        for r in range(slot0.size):
+            r1 = marker[offset0[r] + row[slot0[r]]]
+            if r1 < 0:
+                continue
+            mix = (prob0[r] + prob1[r1]) * 0.5
+            # M underflows to 0 only where both P do; M log M -> 0 there, as it should.
+            rest = np.log(max(mix, _TINY))
+            if seed:  # M (log M - mean log P)
+                rest = (rest - (logp0[r] + logp1[r1]) * 0.5) * mix
+            else:  # -M log M
+                rest = -(rest * mix)
+            out[t, local0[r]] += rest + share0[r] + share1[r1]
 
 
 def _shift_many(group: _Group, lang: int, forward: Int32[np.ndarray, "k_minus_1 b n"],

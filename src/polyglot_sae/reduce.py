@@ -34,8 +34,10 @@ def reduce_max(shards: Sequence[str | Path]) -> tuple[pl.DataFrame, dict]:
     return table, meta
 
 
-def n_pairs_of(path: str | Path, table: pl.DataFrame) -> int:
+def n_pairs_of(path: str | Path, table: pl.DataFrame | pl.LazyFrame) -> int:
     """Pairs behind a max table: recorded by `reduce_max`, else the distinct pairs present
     (an undercount when some pair fired no feature at all)."""
     recorded = read_metadata(path).get("n_pairs")
-    return int(recorded) if recorded else int(table["pair_id"].n_unique())
+    if recorded:
+        return int(recorded)
+    return int(table.lazy().select(pl.col("pair_id").n_unique()).collect().item())

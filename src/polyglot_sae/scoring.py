@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 import polars as pl
-from jaxtyping import Float64, Int64
+from jaxtyping import Float, Float64, Int32, Int64, UInt32
 
 from .errors import InputError
 from .atomic_io import read_metadata, write_parquet
@@ -96,11 +96,26 @@ class ScoreConfig:
 
 @dataclass(frozen=True)
 class Rows:
-    """One language's rows of the table, as aligned arrays."""
+    """One language's rows of the table, grouped by feature and ordered by pair within each:
+    feature f's rows are ``start[f]:start[f + 1]``. Compact on purpose (8 bytes a row for a
+    float32 table): a GemmaScope-sized table has ~10^8 rows."""
 
-    feature: Int64[np.ndarray, " n"]
-    pair: Int64[np.ndarray, " n"]
-    value: Float64[np.ndarray, " n"]
+    start: Int64[np.ndarray, " d_sae_plus_1"]
+    # The row's pair as the rank of its pair id among the ids present in any language: dense,
+    # so per-pair lookups index arrays instead of hashing ids. Silent pairs have no slot.
+    slot: Int32[np.ndarray, " n"]
+    # The max activation, in the table's own float dtype (converted to float64 per chunk).
+    value: Float[np.ndarray, " n"]
+
+    @property
+    def counts(self) -> Int64[np.ndarray, " d_sae"]:
+        """Pairs on which each feature fires."""
+        return np.diff(self.start)
+
+    def feature_ids(self, lo: int = 0, hi: int | None = None) -> Int64[np.ndarray, " m"]:
+        """The feature id of each row of features lo..hi-1."""
+        hi = self.start.size - 1 if hi is None else hi
+        return np.repeat(np.arange(lo, hi), np.diff(self.start[lo : hi + 1]))
 
 
 def score_features(
@@ -134,9 +149,7 @@ def score_rows(rows: list[Rows], *, n_pairs: int, d_sae: int, config: ScoreConfi
     rows again, like the permutation null, loads the table once)."""
     if config.method == "seed" and len(rows) != 2:
         raise ValueError(f"method 'seed' compares exactly 2 languages, got {len(rows)}")
-    n_distinct = np.unique(np.concatenate([r.pair for r in rows])).size
-    if n_distinct > n_pairs:
-        raise ValueError(f"the table has {n_distinct} distinct pair ids but n_pairs={n_pairs}")
+    check_pairs(rows, n_pairs)
 
     counts = _counts(rows, d_sae)
     dead = (counts == 0).any(axis=0)
@@ -196,7 +209,8 @@ def score_file(
         raise InputError(
             maxacts_path, "d_sae", "not recorded in the table's metadata", "pass d_sae (--d-sae)"
         )
-    table = pl.read_parquet(maxacts_path)
+    # Lazy: load_rows reads one language at a time, so the whole table is never in memory.
+    table = pl.scan_parquet(maxacts_path)
     n_pairs = n_pairs_of(maxacts_path, table)
     with_null = null is not None and null.permutations > 0
     try:
@@ -228,67 +242,104 @@ def per_language_counts(
 
 
 def _counts(rows: list[Rows], d_sae: int) -> Int64[np.ndarray, "k d_sae"]:
-    return np.stack([np.bincount(r.feature, minlength=d_sae) for r in rows])
+    return np.stack([r.counts for r in rows])
 
 
-def load_rows(maxacts: pl.DataFrame, langs: list[str], d_sae: int) -> list[Rows]:
-    """Validate the table and split the rows of ``langs`` by language."""
-    # _divergence packs the feature id into the high half of an int64 key.
+def check_pairs(rows: list[Rows], n_pairs: int) -> None:
+    """The table may not hold more distinct pairs than it says it was built from."""
+    n_present = max(int(r.slot.max()) + 1 for r in rows)
+    if n_present > n_pairs:
+        raise ValueError(f"the table has {n_present} distinct pair ids but n_pairs={n_pairs}")
+
+
+def load_rows(maxacts: pl.DataFrame | pl.LazyFrame, langs: list[str], d_sae: int) -> list[Rows]:
+    """Validate the table and split the rows of ``langs`` by language, grouped by feature."""
     if not 1 <= d_sae < 2**31:
         raise ValueError(f"d_sae must be in [1, 2**31), got {d_sae}")
     if len(langs) < 2 or len(set(langs)) != len(langs):
         raise ValueError(f"langs must be at least 2 distinct languages, got {langs}")
-    missing = set(_COLUMNS) - set(maxacts.columns)
+    schema = maxacts.collect_schema()
+    missing = set(_COLUMNS) - set(schema.names())
     if missing:
         raise ValueError(f"max-activation table lacks columns {sorted(missing)}")
     # One language at a time, and no string copy of the lang column: a GemmaScope-sized table
     # has ~10^8 rows, and a cast-then-partition copy of it costs several times its size.
-    lang_dtype = maxacts.schema["lang"]
+    lang_dtype = schema["lang"]
     lang_col = (pl.col("lang") if lang_dtype in (pl.String, pl.Categorical)
                 or isinstance(lang_dtype, pl.Enum) else pl.col("lang").cast(pl.String))
-    by_lang = {
-        lang: maxacts.lazy().filter(lang_col == lang).select(
-            pl.col("pair_id").cast(pl.UInt32),
-            pl.col("feature_id").cast(pl.UInt32),
-            pl.col("value").cast(pl.Float64),
-        ).collect()
-        for lang in langs
-    }
-    if any(part.null_count().sum_horizontal().item() > 0 for part in by_lang.values()):
-        raise ValueError("max-activation table has null entries")
-    absent = [lang for lang in langs if by_lang[lang].height == 0]
-    if absent:
-        raise ValueError(f"languages {absent} have no rows in the max-activation table")
-
-    rows = []
+    value_dtype = pl.Float32 if schema["value"] == pl.Float32 else pl.Float64
+    parts = []
     for lang in langs:
-        part = by_lang.pop(lang)
-        r = Rows(
-            feature=part["feature_id"].to_numpy().astype(np.int64),
-            pair=part["pair_id"].to_numpy().astype(np.int64),
-            value=part["value"].to_numpy(),
-        )
+        part = maxacts.lazy().filter(lang_col == lang).select(
+            pl.col("feature_id").cast(pl.UInt32),
+            pl.col("pair_id").cast(pl.UInt32),
+            pl.col("value").cast(value_dtype),
+        ).sort("feature_id", "pair_id").collect()
+        if part.height == 0:
+            raise ValueError(f"languages {[lang]} have no rows in the max-activation table")
+        if part.null_count().sum_horizontal().item() > 0:
+            raise ValueError("max-activation table has null entries")
+        feature, pair = part["feature_id"].to_numpy(), part["pair_id"].to_numpy()
+        value = part["value"].to_numpy()
         # Absent rows mean 0, so an explicit value <= 0 would be counted as firing.
-        if not (np.isfinite(r.value).all() and (r.value > 0).all()):
+        if not (np.isfinite(value).all() and (value > 0).all()):
             raise ValueError(f"language {lang!r} has values that are <= 0 or not finite")
-        if r.feature.max() >= d_sae:
-            raise ValueError(f"language {lang!r} has feature_id {r.feature.max()} >= d_sae={d_sae}")
-        rows.append(r)
-    return rows
+        if feature[-1] >= d_sae:
+            raise ValueError(f"language {lang!r} has feature_id {feature[-1]} >= d_sae={d_sae}")
+        if ((feature[1:] == feature[:-1]) & (pair[1:] == pair[:-1])).any():
+            raise ValueError("max-activation table has duplicate (pair_id, lang, feature_id) rows")
+        start = np.searchsorted(feature, np.arange(d_sae + 1, dtype=np.uint32)).astype(np.int64)
+        parts.append((start, pair, value))
+        del part, feature
+
+    slots = _pair_slots([pair for _, pair, _ in parts])
+    return [Rows(start=start, slot=slot, value=value)
+            for (start, _, value), slot in zip(parts, slots)]
 
 
-def method_logits(rows: list[Rows], method: Method) -> list[Float64[np.ndarray, " n"]]:
-    """Per language, the logits the softmax over pairs sees: the values themselves for exact;
-    for seed, rescaled so the language's largest value in the whole table becomes 100."""
-    if method == "seed":
-        return [r.value * _SEED_LOGIT_MAX / r.value.max() for r in rows]
-    return [r.value for r in rows]
+def _pair_slots(pairs: list[UInt32[np.ndarray, " n"]]) -> list[Int32[np.ndarray, " n"]]:
+    """Each row's pair slot: the rank of its pair id among the ids present in any language."""
+    top = max(int(p.max()) for p in pairs)
+    if top < max(8 * sum(p.size for p in pairs), 1 << 20):
+        # Ids are near-dense in practice: a lookup table beats sorting a hundred million ids.
+        seen = np.zeros(top + 1, dtype=bool)
+        for p in pairs:
+            seen[p] = True
+        lookup = (np.cumsum(seen, dtype=np.int64) - 1).astype(np.int32)
+        return [lookup[p] for p in pairs]
+    ids, inverse = np.unique(np.concatenate(pairs), return_inverse=True)
+    bounds = np.cumsum([0] + [p.size for p in pairs])
+    return [inverse[a:b].astype(np.int32) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def logit_rescale(rows: list[Rows], method: Method) -> list[float | None]:
+    """Per language, the value the softmax's logits are rescaled from: for seed the language's
+    largest value in the whole table (it becomes 100); None for exact (logits are the values)."""
+    return [float(r.value.max()) if method == "seed" else None for r in rows]
+
+
+def row_logits(r: Rows, rescale: float | None, lo: int, hi: int) -> Float64[np.ndarray, " m"]:
+    """Logits of rows lo..hi-1, in float64."""
+    x = r.value[lo:hi].astype(np.float64)
+    if rescale is not None:  # value * 100 / max, as the published code computes it
+        x *= _SEED_LOGIT_MAX
+        x /= rescale
+    return x
+
+
+def feature_chunks(rows: list[Rows]) -> list[tuple[int, int]]:
+    """Consecutive feature ranges holding about _TERM_CHUNK rows over all languages (one
+    feature alone may hold more), so per-row temporaries stay bounded."""
+    total = sum(r.start for r in rows)
+    cuts = np.searchsorted(total, np.arange(_TERM_CHUNK, total[-1], _TERM_CHUNK), side="right")
+    bounds = np.unique(np.r_[0, cuts, total.size - 1])
+    return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def feature_divergence(rows: list[Rows], *, n_pairs: int, d_sae: int,
                        method: Method) -> Float64[np.ndarray, " d_sae"]:
     """Each feature's divergence (the `jsd` column) for the method, from validated rows."""
-    total = _divergence(rows, method_logits(rows, method), n_pairs, d_sae, pair_divergence(method))
+    total = _divergence(rows, logit_rescale(rows, method), n_pairs, d_sae, pair_divergence(method))
     return total / n_pairs if method == "seed" else total
 
 
@@ -301,13 +352,17 @@ def pair_divergence(
 
 
 def log_partitions(
-    rows: list[Rows], logits: list[Float64[np.ndarray, " n"]], n_pairs: int, d_sae: int
+    rows: list[Rows], rescale: list[float | None], n_pairs: int, d_sae: int
 ) -> Float64[np.ndarray, "d_sae k"]:
     """Per feature and language, logsumexp of the logits over all n_pairs pairs (silent ones
     included): the softmax over pairs is ``exp(logit - log_partition)``."""
-    return np.stack(
-        [_log_partition(r.feature, x, n_pairs, d_sae) for r, x in zip(rows, logits)], axis=1
-    )
+    out = np.empty((d_sae, len(rows)))
+    for lo, hi in feature_chunks(rows):
+        for lang, (r, peak) in enumerate(zip(rows, rescale)):
+            x = row_logits(r, peak, r.start[lo], r.start[hi])
+            out[lo:hi, lang] = _log_partition(r.feature_ids(lo, hi) - lo, x, r.counts[lo:hi],
+                                              n_pairs)
+    return out
 
 
 def _beta(jsd: Float64[np.ndarray, " a"], idaf: Float64[np.ndarray, " a"], beta_rank: int) -> float:
@@ -326,7 +381,7 @@ def _beta(jsd: Float64[np.ndarray, " a"], idaf: Float64[np.ndarray, " a"], beta_
 
 def _divergence(
     rows: list[Rows],
-    logits: list[Float64[np.ndarray, " n"]],
+    rescale: list[float | None],
     n_pairs: int,
     d_sae: int,
     term: Callable[[Float64[np.ndarray, "n k"]], Float64[np.ndarray, " n"]],
@@ -334,55 +389,45 @@ def _divergence(
     """Sum over all pairs of ``term(log P)``, P_L the per-feature softmax of the logits over pairs.
 
     ``term`` maps log-probabilities of shape (pairs, k) to each pair's share of
-    the divergence.
+    the divergence. Computed a chunk of features at a time, for memory.
     """
-    log_z = log_partitions(rows, logits, n_pairs, d_sae)
-
-    # A pair id is a u32, so one int64 key per (feature, pair) orders by feature first.
-    sizes = [r.feature.size for r in rows]
-    union, inverse = np.unique(np.concatenate([(r.feature << 32) | r.pair for r in rows]),
-                               return_inverse=True)
-    union_feature = union >> 32
-    del union
-    union_logits = np.zeros((union_feature.size, len(rows)))
-    start = 0
-    for lang, (size, x) in enumerate(zip(sizes, logits)):
-        at = inverse[start : start + size]
-        start += size
-        if np.bincount(at).max() > 1:
-            raise ValueError("max-activation table has duplicate (pair_id, lang, feature_id) rows")
-        union_logits[at, lang] = x
-    del inverse, at
-
-    # The terms in chunks, for memory (their temporaries are several times the table), cut at
-    # feature boundaries: each feature's sum is then the very bincount an unchunked pass makes.
+    log_z = log_partitions(rows, rescale, n_pairs, d_sae)
+    n_slots = max(int(r.slot.max()) + 1 for r in rows)
     total = np.zeros(d_sae)
-    cuts = np.searchsorted(union_feature, union_feature[_TERM_CHUNK::_TERM_CHUNK])
-    bounds = np.unique(np.r_[0, cuts, union_feature.size])
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        feature = union_feature[lo:hi]
-        first = feature[0]
-        total[first : feature[-1] + 1] = np.bincount(
-            feature - first, weights=term(union_logits[lo:hi] - log_z[feature]),
-            minlength=feature[-1] + 1 - first,
-        )
+    n_union = np.zeros(d_sae, dtype=np.int64)
+    for lo, hi in feature_chunks(rows):
+        # One key per (feature, pair slot); sorted, they order by feature then pair.
+        keys = [(r.feature_ids(lo, hi) - lo) * n_slots + r.slot[r.start[lo] : r.start[hi]]
+                for r in rows]
+        union, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+        feature = union // n_slots
+        del union
+        union_logits = np.zeros((feature.size, len(rows)))
+        at = 0
+        for lang, (r, peak, key) in enumerate(zip(rows, rescale, keys)):
+            union_logits[inverse[at : at + key.size], lang] = row_logits(r, peak, r.start[lo],
+                                                                         r.start[hi])
+            at += key.size
+        del keys, inverse
+        total[lo:hi] = np.bincount(feature, weights=term(union_logits - log_z[lo + feature]),
+                                   minlength=hi - lo)
+        n_union[lo:hi] = np.bincount(feature, minlength=hi - lo)
     # Pairs where no language fires have logit 0 everywhere, hence identical probabilities.
-    n_silent = n_pairs - np.bincount(union_feature, minlength=d_sae)
-    return total + n_silent * term(-log_z)
+    return total + (n_pairs - n_union) * term(-log_z)
 
 
 def _log_partition(
-    feature: Int64[np.ndarray, " n"], x: Float64[np.ndarray, " n"], n_pairs: int, d_sae: int
-) -> Float64[np.ndarray, " d_sae"]:
+    feature: Int64[np.ndarray, " n"], x: Float64[np.ndarray, " n"],
+    counts: Int64[np.ndarray, " d"], n_pairs: int,
+) -> Float64[np.ndarray, " d"]:
     """Per feature, logsumexp over all n_pairs pairs, the implicit zero logits included."""
     # Logits are > 0, so the max over all pairs is the max over the explicit ones, or 0.
-    peak = np.zeros(d_sae)
+    peak = np.zeros(counts.size)
     np.maximum.at(peak, feature, x)
-    n_zero = n_pairs - np.bincount(feature, minlength=d_sae)
     # The peak's own term is exp(0) = 1, so the sum is >= 1 and its log finite.
     total = np.bincount(
-        feature, weights=np.exp(x - peak[feature]), minlength=d_sae
-    ) + n_zero * np.exp(-peak)
+        feature, weights=np.exp(x - peak[feature]), minlength=counts.size
+    ) + (n_pairs - counts) * np.exp(-peak)
     return peak + np.log(total)
 
 

@@ -17,18 +17,22 @@ q < 0.05 and how many of them were planted.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 from jaxtyping import Bool
 
-from ..null import NullConfig, score_with_null
-from ..scoring import ScoreConfig
+from ..atomic_io import write_parquet
+from ..null import NullConfig
+from ..scoring import ScoreConfig, score_file
 
 LANGS = ("en", "es")
 
@@ -152,14 +156,26 @@ def main(argv: list[str] | None = None) -> int:
           f"bilingual; built in {t1 - t0:.1f} s, peak RSS so far {_peak_gib():.2f} GiB",
           flush=True)
 
-    with _RssWatch() as watch:
-        scores = score_with_null(
-            table, n_pairs=args.pairs, d_sae=args.features, langs=LANGS,
-            score_config=ScoreConfig(method=args.method),
-            null_config=NullConfig(permutations=args.permutations, seed=args.seed,
-                                   early_stop_hits=args.early_stop_hits),
-        )
+    # Through the file, as `polyglot-sae score --permutations` runs: the generator's table is
+    # gone before the scorer starts, so the peak below is the scorer's own.
+    with tempfile.TemporaryDirectory() as tmp:
+        maxacts = Path(tmp) / "maxacts.parquet"
+        write_parquet(table, maxacts, {"n_pairs": args.pairs, "d_sae": args.features})
+        del table
+        gc.collect()
+        t1 = time.perf_counter()
+        with _RssWatch() as watch:
+            scores = score_file(
+                maxacts, Path(tmp) / "scores.parquet", langs=LANGS, d_sae=args.features,
+                config=ScoreConfig(method=args.method),
+                null=NullConfig(permutations=args.permutations, seed=args.seed,
+                                early_stop_hits=args.early_stop_hits),
+            )
     t2 = time.perf_counter()
+    print(f"score + null ({args.permutations} permutations, h={args.early_stop_hits}, "
+          f"{args.method}, from the parquet file): {t2 - t1:.1f} s wall; peak RSS "
+          f"{watch.peak / 2**30:.2f} GiB during it, {_peak_gib():.2f} GiB for the process "
+          f"(getrusage, table generation included)")
     found = (scores["q_value"] < 0.05).fill_null(False).to_numpy()
     print(f"score + null ({args.permutations} permutations, h={args.early_stop_hits}, "
           f"{args.method}): {t2 - t1:.1f} s wall; peak RSS {watch.peak / 2**30:.2f} GiB during "
