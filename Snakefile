@@ -21,6 +21,8 @@ include: "workflow/rules/reduce.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/sweeps.smk"
+include: "workflow/rules/mcs.smk"
+include: "workflow/rules/pages.smk"
 include: "workflow/rules/summary.smk"
 
 

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(sword-text-kjv sword-text-sparv)
+# chromium: headless screenshots of the feature pages and the browser tests.
+apt_packages=(sword-text-kjv sword-text-sparv chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -266,6 +267,10 @@ def test_numbers_match_independent_computation(site, inputs):
         per_pair = in_lang.group_by("pair_id").agg(pl.col("value").max()).sort(
             ["value", "pair_id"], descending=[True, False])
         assert [e.pair_id for e in feature.examples[lang]] == per_pair["pair_id"].head(3).to_list()
+        strongest = in_lang.sort(["value", "pair_id", "token_pos"], descending=[True, False, False]).join(
+            tokens, on=["pair_id", "lang", "token_pos"], maintain_order="left")["token_str"].to_list()
+        distinct = list(dict.fromkeys(s.replace("▁", " ").strip() for s in strongest))
+        assert feature.top_tokens[lang] == distinct[:CONFIG.n_top_tokens]
         best = feature.examples[lang][0]
         assert set(best.tokens) == set(LANGS)  # both sentences of the pair
         assert max(v for _, v in best.tokens[lang]) == pytest.approx(per_pair["value"][0])
@@ -309,6 +314,18 @@ def test_bad_inputs_name_the_field(inputs, tmp_path):
         collect_feature_data(replace(inputs, langs=["en", "fr"]), CONFIG)
     with pytest.raises(InputError, match="activation table: columns"):
         collect_feature_data(replace(inputs, acts=inputs.acts.drop("value")), CONFIG)
+
+
+def test_logit_lens_from_stats():
+    stats = pl.DataFrame({
+        "feature_id": pl.Series([3, 4], dtype=pl.UInt32),
+        "class": pl.Series(["prediction", "flat"], dtype=pl.Enum(["flat", "prediction"])),
+        "top_ids": [[2, 0, 1], [0, 1, 2]], "top_values": [[3.0, 2.0, 1.0], [0.0, 0.0, 0.0]],
+        "bottom_ids": [[1, 0, 2], [0, 1, 2]], "bottom_values": [[-3.0, -2.0, -1.0], [0.0, 0.0, 0.0]],
+    })
+    lens = fp.logit_lens_from_stats(stats, ["▁a", EVIL, "ñ"], [3], k=2)
+    assert lens == {3: LogitLens(top=[("ñ", 3.0), ("▁a", 2.0)], bottom=[(EVIL, -3.0), ("▁a", -2.0)],
+                                 token_class="prediction")}
 
 
 def test_failed_build_keeps_the_old_folder(inputs, tmp_path, monkeypatch):
@@ -393,3 +410,27 @@ def test_feature_page_screenshot(site, shots):
     assert not list(dom.iter("script"))
     png = screenshot(url, shots / "feature.png", BrowserConfig(window=(1280, 1400)))
     assert png.stat().st_size > 10_000
+
+
+@needs_chromium
+def test_header_clicks_sort_and_csp_blocks_inline_scripts(site, inputs, tmp_path):
+    """A copy of the index with two extra scripts: a same-folder file (allowed) that clicks the
+    bi_score header twice, and an inline one (which the page's CSP must block)."""
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy)
+    (copy / "assets" / "click.js").write_text(
+        'const b = document.querySelector(\'th[data-key="bi"] button\');\n'
+        "b.click(); b.click();\n"
+        "document.documentElement.dataset.hash = location.hash;\n", encoding="utf-8")
+    index = (copy / "index.html").read_text(encoding="utf-8")
+    injected = ('<script src="assets/click.js" defer></script>'
+                "<script>document.documentElement.dataset.inline = 'ran';</script></body>")
+    (copy / "index.html").write_text(index.replace("</body>", injected), encoding="utf-8")
+    dom = parse(dump_dom(file_url(copy / "index.html")))
+    root = next(dom.iter("html"))
+    assert "inline" not in root.attrs  # blocked by the CSP
+    assert root.attrs["data-hash"] == "#sort=bi&desc=1"
+    bi = dict(inputs.scores.select("feature_id", "bi_score").iter_rows())
+    shown = [f for f, _, _ in rendered_rows(dom)]
+    alive = [f for f in shown if bi[f] is not None and not np.isnan(bi[f])]
+    assert alive == sorted(alive, key=lambda f: -bi[f]) and shown[len(alive):] == [7]

@@ -30,6 +30,8 @@ def tiny_config(workdir, n_shards=3, **overrides):
         "sweeps": {"beta_ranks": [1, 5, 20], "top_k": 4, "ablation_sizes": [10, 20],
                    "bootstrap": 3, "ablation_permutations": 49},
         "report": {"top_k": 4, "n_examples": 2, "eval_pairs": 6},
+        "mcs": {"widths": [24, 96], "seeds": [1], "random_seeds": [0, 1]},
+        "pages": {"top_n": 5, "n_examples": 2},
     }
     config.update(overrides)
     return config
@@ -87,7 +89,9 @@ def test_full_dag_outputs(finished):
         assert 0 < q["l0"] < 48 and q["fve"] < 1 and q["tokens"] > 0
     for png in ("figures/tiny-sae.activation_share.png", "figures/tiny-sae.exact.bi_curve.png",
                 "sweeps/tiny-sae.seed.beta.png", "sweeps/tiny-sae.exact.size.png",
-                "figures/tiny-sae.seed.pvalues.png"):
+                "figures/tiny-sae.seed.pvalues.png", "mcs/tiny-sae.histogram.png",
+                "mcs/tiny-sae.widths.png", "mcs/tiny-sae.seed.scatter.png",
+                "pages/tiny-sae.exact.index.png", "pages/tiny-sae.seed.top_feature.png"):
         assert (res / "tiny" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     sweep = pl.read_parquet(res / "tiny" / "sweeps" / "tiny-sae.exact.beta.parquet")
     assert sweep.filter(pl.col("beta_rank") == 5)["jaccard_topk"].to_list() == [1.0]  # the reference
@@ -97,6 +101,19 @@ def test_full_dag_outputs(finished):
     assert size["topk_overlap"][-1] == 1.0  # all pairs: the full ranking itself
     saes = pl.read_parquet(res / "tiny" / "sweeps" / "saes.parquet")
     assert saes.select("sae", "method", "layer").rows() == [("tiny-sae", "exact", 1), ("tiny-sae", "seed", 1)]
+    ladder = pl.read_parquet(res / "tiny" / "mcs" / "tiny-sae.ladder.parquet")
+    assert ladder.select("name", "width").rows() == [("w24-s1", 24), ("tiny-sae", 48)]
+    assert (ladder["reference"] == "w96-s1").all() and (ladder["n_high"] + ladder["n_low"]
+                                                       == ladder["width"]).all()
+    mcs = pl.read_parquet(res / "tiny" / "mcs" / "tiny-sae.features.parquet")
+    assert mcs.height == 48 and mcs["mcs"].is_between(-1.0001, 1.0001).all()
+    test = json.loads((res / "tiny" / "mcs" / "tiny-sae.exact.bilingual.json").read_text())
+    assert test["sig_high"] + test["sig_low"] == int((pl.read_parquet(
+        res / "tiny" / "scores" / "tiny-sae.exact.parquet")["q_value"] < 0.05).sum())
+    pages = res / "tiny" / "pages" / "tiny-sae.exact"
+    feature_pages = sorted((pages / "features").glob("*.html"))
+    assert len(feature_pages) == 5 and (pages / "index.html").stat().st_size > 0
+    assert all("Max cosine similarity to other dictionaries" in p.read_text() for p in feature_pages)
     nu = json.loads((res / "tiny" / "monolinguality" / "tiny-sae.exact.json").read_text())
     assert -1 <= nu["rho"] <= 1 and nu["n_features"] > 4
     summary = (res / "tiny" / "summary.md").read_text()

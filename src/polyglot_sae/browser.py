@@ -101,3 +101,15 @@ def _run(args: list[str], config: BrowserConfig) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"chromium exited with {proc.returncode}: {' '.join(args)}\n{stderr[-3000:]}")
     return stdout
+
+
+def page_screenshots(pages_dir: str | Path, index_png: str | Path, feature_png: str | Path,
+                     feature_id: int, config: BrowserConfig = BrowserConfig()) -> None:
+    """Screenshots of a feature-pages folder's index and of one feature's page."""
+    pages_dir = Path(pages_dir)
+    page = pages_dir / "features" / f"{feature_id}.html"
+    if not page.exists():
+        raise InputError(pages_dir, "features", f"no page for feature {feature_id}",
+                         "list the feature in pages.features or raise pages.top_n")
+    screenshot(file_url(pages_dir / "index.html"), index_png, config)
+    screenshot(file_url(page), feature_png, config)

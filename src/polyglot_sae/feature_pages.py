@@ -15,9 +15,9 @@ ones or ones beyond top_n included) by rank, dead ones last.
 Safety. Tokens, sentences, refs and names come from corpora and tokenizers and are treated as
 hostile: every string put into HTML is ``html.escape``'d with quotes, the JSON block escapes
 ``<``, ``>`` and ``&`` as \\u003c etc. (so a token ``</script>`` cannot close it), and the script
-builds the table with ``textContent`` only. A Content-Security-Policy meta forbids anything but
-the folder's own CSS and JS (no inline script, no remote fetch, images or fonts); the only
-absolute URL on any page is the optional Neuronpedia link, which is a link, not a load.
+builds the table with ``textContent`` only. A Content-Security-Policy meta allows local CSS and
+JS files only (no inline script, no remote fetch, images or fonts); the only absolute URL on any
+page is the optional Neuronpedia link, which is a link, not a load.
 
 The folder is built in a temporary sibling and swapped in (``atomic_io.write_dir``), so a job
 killed half way leaves no partial folder under the final name.
@@ -197,6 +197,23 @@ def neuronpedia_template(model: str, sae: str) -> str:
     return f"https://www.neuronpedia.org/{model}/{sae}/{{feature}}"
 
 
+def logit_lens_from_stats(stats: pl.DataFrame, vocab: Sequence[str], features: Sequence[int],
+                          k: int = 10) -> dict[int, LogitLens]:
+    """Page entries from ``logit_lens``' stats table (feature_id, class, top_ids, top_values,
+    bottom_ids, bottom_values) for `features`, tokens named by `vocab` (id -> piece, e.g.
+    ``tokenizer.convert_ids_to_tokens(range(d_vocab))``), at most `k` per list."""
+    _require(stats, "logit-lens stats", ("feature_id", "class", "top_ids", "top_values",
+                                         "bottom_ids", "bottom_values"))
+    rows = stats.filter(pl.col("feature_id").is_in(list(features))).with_columns(
+        pl.col("class").cast(pl.String))
+    out = {}
+    for r in rows.iter_rows(named=True):
+        top = [(vocab[i], float(v)) for i, v in zip(r["top_ids"][:k], r["top_values"][:k])]
+        bottom = [(vocab[i], float(v)) for i, v in zip(r["bottom_ids"][:k], r["bottom_values"][:k])]
+        out[int(r["feature_id"])] = LogitLens(top=top, bottom=bottom, token_class=r["class"])
+    return out
+
+
 def build_feature_pages(inputs: FeaturePagesInput, out_dir: str | Path,
                         config: FeaturePagesConfig = FeaturePagesConfig()) -> Path:
     """Write the folder (index.html, features/{id}.html, assets/) atomically; returns it."""
@@ -255,9 +272,11 @@ def collect_feature_data(inputs: FeaturePagesInput,
     best_q = (sel.group_by([*keys, "pair_id"]).agg(pl.col("value").max())
               .sort([*keys, "value", "pair_id"], descending=[False, False, True, False])
               .group_by(keys, maintain_order=True).head(config.n_examples))
-    cand_q = (sel.sort([*keys, "value", "pair_id", "token_pos"],
-                       descending=[False, False, True, False, False])
-              .group_by(keys, maintain_order=True).head(_TOKEN_CANDIDATES))
+    # top_k_by rather than a sort: the selected rows can be tens of millions on a real corpus.
+    cand_q = (sel.group_by(keys)
+              .agg(pl.col("pair_id", "token_pos", "value").top_k_by(
+                  ["value", "pair_id", "token_pos"], _TOKEN_CANDIDATES, reverse=[False, True, True]))
+              .explode("pair_id", "token_pos", "value"))
     denom, stats, best, cand = pl.collect_all([denom_q, stats_q, best_q, cand_q])
     absent = [lang for lang in langs if lang not in set(denom["lang"].to_list())]
     if absent:
@@ -307,6 +326,7 @@ def collect_feature_data(inputs: FeaturePagesInput,
     score_rows = {r["feature_id"]: {k: _clean(v) for k, v in r.items()}
                   for r in inputs.scores.filter(pl.col("feature_id").is_in(ids)).iter_rows(named=True)}
     fmaxes = dict(fmax.iter_rows())
+
     def example(f: int, p: int) -> Example:
         toks = {lang: [(t, values[f, p, lang].get(pos, 0.0))
                        for t, pos in zip(sentence[p, lang], positions[p, lang])]

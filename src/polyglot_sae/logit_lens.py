@@ -49,29 +49,39 @@ bimodality coefficient. The thresholds (``ClassConfig``) are ours: 64 random dir
 Gemma-3-270M's unembedding give excess kurtosis -0.1..0.35 and |skew| < 0.14, so the defaults
 sit well clear of chance.
 
-Enrichment (the post's token-set enrichment, borrowed from gene-set enrichment). For feature i
-and token set S, the one-sided Mann-Whitney U test of the set's weights against the rest of the
-universe: U1 = sum of the set tokens' ranks (average ranks for ties) - n1 (n1 + 1) / 2, where
-n1 = |S| and n2 = the rest. Null: the feature's weights do not depend on set membership, i.e. S
-is as good as a random subset of the universe of the same size (the test is conditional on the
-feature's weights; tokens are not a sample, so a small p says "this set sits higher than a
-random set would", not more). p-values use the normal approximation with tie correction and
-continuity correction, exactly as ``scipy.stats.mannwhitneyu(method="asymptotic")``:
-``p_greater`` (the set is promoted) from U1, ``p_less`` (suppressed) from U2 = n1 n2 - U1; a
-two-sided p is ``min(1, 2 min(p_greater, p_less))``. Effect size ``auc = U1 / (n1 n2)``: the
-chance that a random set token outranks a random other token (ties count half). q-values are
-Benjamini-Hochberg (``null.bh_qvalues``) per set over the features (``EnrichmentConfig.bh_family
-= "set"``) or over every (feature, set) test ("all"), per direction. The post's own score was
-GSEA's running-sum (Kolmogorov-Smirnov-like) statistic; the rank-sum test answers the same
-question ("does the feature rank the set above the rest?") with a closed-form null and an
-interpretable effect size.
+Enrichment (the note's token-set enrichment, "borrowed from systems biology", i.e. gene-set
+enrichment; the note does not give its statistic). For feature i and token set S, the one-sided
+Mann-Whitney U test of the set's weights against the rest of the universe: U1 = sum of the set
+tokens' ranks (average ranks for ties) - n1 (n1 + 1) / 2, n1 = |S|, n2 = the rest. Effect size
+``auc = U1 / (n1 n2)``: the chance that a random set token outranks a random other token (ties
+count half). Two nulls, each with BH q-values (``null.bh_qvalues``) per set over the features
+(``EnrichmentConfig.bh_family = "set"``) or over every (feature, set) test ("all"):
 
-Memory. Features are processed a chunk at a time: a chunk's [c, d_vocab] float32 logits plus
-float64 moments and rank scratch cost about ``BYTES_PER_ENTRY`` = 32 bytes per (feature, token),
-and c is chosen so a chunk stays within ``LensConfig.chunk_mib`` (default 256 MiB: 32 features
-for Gemma-3's 262,144 tokens). Peak = that chunk + W_U (the model's own tensor, never copied;
-0.67 GB for Gemma-3-270M) + the per-feature outputs; a dense [d_sae, d_vocab] float32 matrix
-(2 GiB for 2,048 features, 16 GiB for GemmaScope's 16k) is never built.
+- token null (``p_greater``, ``p_less``): the feature's weights do not depend on set membership,
+  i.e. S is as good as a random subset of the universe of the same size. Normal approximation
+  with tie and continuity correction, exactly ``scipy.stats.mannwhitneyu(method="asymptotic")``:
+  ``p_greater`` from U1, ``p_less`` from U2 = n1 n2 - U1 (two-sided: ``min(1, 2 min(...))``).
+  This null is too easy for structured sets in a real vocabulary: the unembedding clusters
+  tokens by form, so *any* direction separates capitalised from other tokens a little, and with
+  256k tokens a little is enough. 48 random directions through Gemma-3-270M: 70-95% of them have
+  q < 0.05 one way or the other for every regex set.
+- direction null (``p_dir_greater``, ``p_dir_less``): the feature's AUC for S is no further from
+  0.5 than that of a random direction in the residual stream. ``null_directions`` isotropic
+  Gaussian directions (seeded) go through the same lens; their AUCs per set give a mean and sd,
+  and ``z_dir = (auc - mean) / sd`` is referred to a normal (``p_dir_greater = P(Z >= z)``). This
+  asks whether the feature is special about S, which is what a feature label needs; it is the
+  default in ``join_bilingual``. The normal fit is an assumption (AUCs of random directions are
+  smooth functions of a Gaussian vector); ``auc_null_mean`` and ``auc_null_sd`` are in the table.
+Memory. Features are processed a block at a time: one matmul gives a block's [c, d_vocab]
+float32 logits (4 bytes per (feature, token); the matmul streams all of W_U per block, so blocks
+should be large), and the moments, top-k and rank test then walk the block a few rows at a time
+with about ``STEP_BYTES_PER_ENTRY`` = 32 bytes per (feature, token) of scratch (the universe's
+columns copied out (4), float64 centred values, their square and a product (24); or the sorted
+values (4), the sort order (8), float64 ranks (8)). Half of ``LensConfig.chunk_mib`` (default
+256 MiB) goes to the block, half to the step: for Gemma-3's 262,144 tokens that is steps of 16
+features in blocks of 128. Peak = block + step (~256 MiB) + W_U (the model's own tensor, never
+copied; 0.67 GB for Gemma-3-270M) + the per-feature outputs; a dense [d_sae, d_vocab] float32
+matrix (2 GiB for 2,048 features, 16 GiB for GemmaScope's 16k) is never built.
 """
 
 from __future__ import annotations
@@ -95,10 +105,11 @@ from .token_sets import TokenSets
 PROCESSING_NO = "no_processing; ln_final weight folded by polyglot-sae"
 PROCESSING_FOLDED = "TransformerLens fold_ln; ln_final weight already in W_U"
 PROCESSING_NONE = "no final norm"
-# Working bytes per (feature, token) of a chunk: float32 logits (4) + float64 centred values,
-# their square and a product (24) in the moments; sorted values (4), sort order (8) and float64
-# ranks (8) in the rank test, which runs after the moments' scratch is freed.
-BYTES_PER_ENTRY = 32
+# Scratch bytes per (feature, token) of a step (module docstring: Memory): the universe columns
+# (4) + float64 centred values, square and product (24) in the moments; sorted values (4), sort
+# order (8) and float64 ranks (8) in the rank test, which runs after the moments' scratch is freed.
+STEP_BYTES_PER_ENTRY = 32
+BLOCK_BYTES_PER_ENTRY = 4  # a block's float32 logits
 CLASSES = ("prediction", "suppression", "partition", "other", "flat")
 PROMOTES = ("es", "en", "both", "neither")
 
@@ -107,10 +118,13 @@ PROMOTES = ("es", "en", "both", "neither")
 class LensConfig:
     """How the logit weights are computed and summarised."""
 
-    # working memory per chunk of features; sets the chunk size (module docstring: Memory)
+    # working memory beyond W_U: half for a block of logits, half for a step's scratch
+    # (module docstring: Memory)
     chunk_mib: int = 256
-    # features per chunk, overriding chunk_mib (tests use it to force several chunks)
+    # features per block (one matmul), overriding chunk_mib (tests use it to force several)
     features_per_chunk: int | None = None
+    # features per step within a block, overriding chunk_mib
+    features_per_step: int | None = None
     # tokens kept per feature at each end (top_ids: most promoted, bottom_ids: most suppressed)
     top_k: int = 20
 
@@ -138,13 +152,18 @@ class EnrichmentConfig:
     # sets with fewer tokens in the universe are not tested (listed in the provenance as
     # skipped): a handful of ranks says little and the normal approximation needs more
     min_set_size: int = 5
+    # random residual directions for the direction null (0: token null only); each costs as
+    # much as a feature, and the sd of their AUCs is known to ~1/sqrt(2n) (4% at 256)
+    null_directions: int = 256
+    # seed of the random directions
+    seed: int = 0
 
 
 @dataclass(frozen=True)
 class JoinConfig:
     """Joining the enrichment with the bilingual scores."""
 
-    # a feature promotes a set when q_greater < alpha ...
+    # a feature promotes a set when its q (of the chosen null, below) < alpha ...
     alpha: float = 0.05
     # ... and auc > min_auc (0.5: the set merely ranks above the rest)
     min_auc: float = 0.5
@@ -155,6 +174,8 @@ class JoinConfig:
     bilingual_alpha: float = 0.05
     # ... or, when set, alive with rank < bilingual_top_k (for scores without a null)
     bilingual_top_k: int | None = None
+    # which enrichment null decides "promotes" (module docstring: Enrichment)
+    null: Literal["direction", "token"] = "direction"
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,8 +203,8 @@ class UnembedLens:
         return {"norm": self.norm, "processing": self.processing, "center": self.center,
                 "eps": self.eps, "softcap": self.softcap, "d_model": self.d_model,
                 "d_vocab": self.d_vocab,
-                "gain": "ln_final.w as loaded (TransformerLens' Gemma conversion already adds "
-                        "Gemma's +1)" if self.norm in ("RMS", "LN") else "1"}
+                "gain": "ln_final.w as loaded (for Gemma, TransformerLens' conversion already "
+                        "stores 1 + weight)" if self.norm in ("RMS", "LN") else "1"}
 
 
 def unembed_lens(model) -> UnembedLens:
@@ -259,21 +280,33 @@ def _check_width(lens: UnembedLens, W_dec: torch.Tensor) -> None:
                          "use an SAE that writes to the residual stream (d_in = d_model)")
 
 
-def features_per_chunk(config: LensConfig, n_tokens: int) -> int:
-    if config.features_per_chunk is not None:
-        return max(1, int(config.features_per_chunk))
-    return max(1, config.chunk_mib * 2**20 // (max(n_tokens, 1) * BYTES_PER_ENTRY))
+def chunk_sizes(config: LensConfig, n_tokens: int) -> tuple[int, int]:
+    """(features per block, features per step): module docstring, Memory."""
+    half = config.chunk_mib * 2**20 // 2
+    n_tokens = max(n_tokens, 1)
+    step = config.features_per_step or half // (n_tokens * STEP_BYTES_PER_ENTRY)
+    block = config.features_per_chunk or half // (n_tokens * BLOCK_BYTES_PER_ENTRY)
+    step = max(1, min(int(step), max(1, int(block))))
+    # A whole number of steps per block, so no step is a sliver.
+    block = max(step, int(block) // step * step) if config.features_per_chunk is None else int(block)
+    return max(1, block), step
 
 
-def iter_logit_chunks(lens: UnembedLens, W_dec: Float[torch.Tensor, "d_sae d_model"], chunk: int,
-                      keep: torch.Tensor | None = None) -> Iterator[tuple[int, torch.Tensor]]:
-    """(first feature, [c, n_tokens] float32 logit weights) per chunk of features; ``keep``
-    (token ids) selects the universe's columns."""
+def iter_logit_chunks(lens: UnembedLens, W_dec: Float[torch.Tensor, "d_sae d_model"], block: int,
+                      step: int | None = None, keep: torch.Tensor | None = None,
+                      ) -> Iterator[tuple[int, Float[torch.Tensor, "c n_tokens"]]]:
+    """(first feature, [c, n_tokens] float32 logit weights) per step of features, computed a
+    block at a time (module docstring: Memory); ``keep`` (token ids) selects the universe's
+    columns."""
     _check_width(lens, W_dec)
+    step = step or block
     with torch.no_grad():
-        for start in range(0, W_dec.shape[0], chunk):
-            logits = logit_weights(lens, W_dec[start : start + chunk])
-            yield start, (logits[:, keep] if keep is not None else logits)
+        for start in range(0, W_dec.shape[0], block):
+            logits = logit_weights(lens, W_dec[start : start + block])
+            for offset in range(0, logits.shape[0], step):
+                rows = logits[offset : offset + step]
+                yield start + offset, (rows[:, keep] if keep is not None else rows)
+            del logits
 
 
 # --- statistics ------------------------------------------------------------------------------
@@ -378,9 +411,10 @@ def analyse(lens: UnembedLens, W_dec: Float[torch.Tensor, "d_sae d_model"], *,
     stats: ``feature_id:u32, mean, std, skewness, kurtosis, bimodality:f64, class:enum,
     top_ids, bottom_ids: list[u32], top_values, bottom_values: list[f32]`` (top: largest first;
     bottom: smallest first). enrichment: ``feature_id:u32, set_name:str, n_set, n_rest:u32, u,
-    auc, p_greater, q_greater, p_less, q_less: f64``, sorted by feature then set order; sets
-    smaller than ``min_set_size`` (or the whole universe) are left out and listed in the
-    provenance under ``skipped_sets``."""
+    auc, p_greater, q_greater, p_less, q_less`` and, with null directions, ``auc_null_mean,
+    auc_null_sd, z_dir, p_dir_greater, q_dir_greater, p_dir_less, q_dir_less`` (all f64),
+    sorted by feature then set order; sets smaller than ``min_set_size`` (or the whole
+    universe) are left out and listed in the provenance under ``skipped_sets``."""
     d_sae = int(W_dec.shape[0])
     _check_width(lens, W_dec)
     keep_ids = np.arange(lens.d_vocab)
@@ -392,7 +426,7 @@ def analyse(lens: UnembedLens, W_dec: Float[torch.Tensor, "d_sae d_model"], *,
     n_tokens = keep_ids.size
     keep = None if n_tokens == lens.d_vocab else torch.from_numpy(keep_ids).to(lens.W_U.device)
     top_k = min(lens_config.top_k, n_tokens)
-    chunk = features_per_chunk(lens_config, n_tokens)
+    block, step = chunk_sizes(lens_config, n_tokens)
 
     masks = n1 = None
     names: tuple[str, ...] = ()
@@ -412,7 +446,7 @@ def analyse(lens: UnembedLens, W_dec: Float[torch.Tensor, "d_sae d_model"], *,
     parts: dict[str, list[np.ndarray]] = {k: [] for k in (
         "mean", "std", "skewness", "kurtosis", "bimodality", "top_ids", "top_values",
         "bottom_ids", "bottom_values", "rank_sums", "ties")}
-    for _, values in iter_logit_chunks(lens, W_dec, chunk, keep):
+    for _, values in iter_logit_chunks(lens, W_dec, block, step, keep):
         for name, column in moments(values).items():
             parts[name].append(column)
         top = torch.topk(values, top_k, dim=1)
@@ -426,6 +460,15 @@ def analyse(lens: UnembedLens, W_dec: Float[torch.Tensor, "d_sae d_model"], *,
             parts["rank_sums"].append(sums)
             parts["ties"].append(ties)
         del values
+
+    null_auc = None
+    if masks is not None and enrichment_config.null_directions > 0:
+        directions = null_directions(lens.d_model, enrichment_config.null_directions,
+                                     enrichment_config.seed)
+        null_sums = [rank_sums(values, masks)[0]
+                     for _, values in iter_logit_chunks(lens, directions, block, step, keep)]
+        u = np.concatenate(null_sums) - n1 * (n1 + 1) / 2
+        null_auc = u / (n1 * (n_tokens - n1))
 
     cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
     stats = pl.DataFrame({
@@ -445,19 +488,22 @@ def analyse(lens: UnembedLens, W_dec: Float[torch.Tensor, "d_sae d_model"], *,
     enrichment = None
     if token_sets is not None and masks is None:  # every set skipped: an empty, typed table
         enrichment = _enrichment_table(np.zeros((d_sae, 0)), np.zeros(d_sae), np.zeros(0),
-                                       float(n_tokens), (), enrichment_config)
+                                       float(n_tokens), (), enrichment_config,
+                                       np.zeros((enrichment_config.null_directions, 0)))
     if masks is not None:
         enrichment = _enrichment_table(cat["rank_sums"].reshape(d_sae, -1), cat["ties"], n1,
-                                       float(n_tokens), names, enrichment_config)
+                                       float(n_tokens), names, enrichment_config, null_auc)
     provenance = {
         "analysis": "logit_lens", "lens": lens.provenance(), "d_sae": d_sae,
-        "n_tokens": int(n_tokens), "features_per_chunk": chunk,
+        "n_tokens": int(n_tokens), "features_per_block": block, "features_per_step": step,
         "lens_config": asdict(lens_config), "class_config": asdict(class_config),
         "enrichment_config": asdict(enrichment_config),
         "statistics": "population moments over the universe tokens; skew = m3/m2^1.5, "
                       "kurtosis = m4/m2^2 - 3 (scipy bias=True, fisher=True)",
         "test": "one-sided Mann-Whitney U, normal approximation with tie and continuity "
-                "correction (scipy method='asymptotic'); BH per " + enrichment_config.bh_family,
+                "correction (scipy method='asymptotic'); direction null: z of the AUC against "
+                f"{enrichment_config.null_directions} random residual directions; BH per "
+                + enrichment_config.bh_family,
         "token_sets": (dict(token_sets.definitions) if token_sets is not None else {}),
         "skipped_sets": {name: f"{k} tokens in the universe (min_set_size "
                                 f"{enrichment_config.min_set_size}, universe {n_tokens})"
@@ -466,24 +512,45 @@ def analyse(lens: UnembedLens, W_dec: Float[torch.Tensor, "d_sae d_model"], *,
     return LogitLensResult(stats, enrichment, provenance)
 
 
+def null_directions(d_model: int, n: int, seed: int) -> Float[torch.Tensor, "n d_model"]:
+    """The direction null's random residual directions: isotropic Gaussian, unit norm (the norm
+    does not change an AUC), reproducible from the seed."""
+    directions = torch.randn(n, d_model, generator=torch.Generator().manual_seed(seed))
+    return directions / directions.norm(dim=1, keepdim=True)
+
+
 def _enrichment_table(sums: np.ndarray, ties: np.ndarray, n1: np.ndarray, n: float,
-                      names: tuple[str, ...], config: EnrichmentConfig) -> pl.DataFrame:
+                      names: tuple[str, ...], config: EnrichmentConfig,
+                      null_auc: np.ndarray | None) -> pl.DataFrame:
     d_sae, n_sets = sums.shape
     n2 = n - n1
     u1 = sums - n1 * (n1 + 1) / 2
+    auc = u1 / (n1 * n2)
     p_greater, p_less = mann_whitney_p(u1, n1[None, :], n2[None, :], ties[:, None],
                                        continuity=config.continuity)
-    q_greater, q_less = _bh(p_greater, config.bh_family), _bh(p_less, config.bh_family)
-    return pl.DataFrame({
+    columns = {
         "feature_id": np.repeat(np.arange(d_sae, dtype=np.uint32), n_sets),
         "set_name": pl.Series(np.tile(np.array(names, dtype=object), d_sae).tolist(), dtype=pl.String),
         "n_set": np.tile(n1, d_sae).astype(np.uint32),
         "n_rest": np.tile(n2, d_sae).astype(np.uint32),
         "u": u1.ravel(),
-        "auc": (u1 / (n1 * n2)).ravel(),
-        "p_greater": p_greater.ravel(), "q_greater": q_greater.ravel(),
-        "p_less": p_less.ravel(), "q_less": q_less.ravel(),
-    }).with_columns(pl.col(c).fill_nan(None) for c in ("p_greater", "q_greater", "p_less", "q_less"))
+        "auc": auc.ravel(),
+        "p_greater": p_greater.ravel(), "q_greater": _bh(p_greater, config.bh_family).ravel(),
+        "p_less": p_less.ravel(), "q_less": _bh(p_less, config.bh_family).ravel(),
+    }
+    if null_auc is not None:
+        mean, sd = null_auc.mean(axis=0), null_auc.std(axis=0, ddof=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (auc - mean) / sd
+        p_up, p_down = ndtr(-z), ndtr(z)
+        columns |= {
+            "auc_null_mean": np.tile(mean, d_sae), "auc_null_sd": np.tile(sd, d_sae),
+            "z_dir": z.ravel(),
+            "p_dir_greater": p_up.ravel(), "q_dir_greater": _bh(p_up, config.bh_family).ravel(),
+            "p_dir_less": p_down.ravel(), "q_dir_less": _bh(p_down, config.bh_family).ravel(),
+        }
+    pvalues = [c for c in columns if c.startswith(("p_", "q_")) or c == "z_dir"]
+    return pl.DataFrame(columns).with_columns(pl.col(c).fill_nan(None) for c in pvalues)
 
 
 def _bh(p: np.ndarray, family: str) -> np.ndarray:
@@ -508,7 +575,8 @@ def join_bilingual(scores: pl.DataFrame, enrichment: pl.DataFrame,
     neither, next to whether the scores call it bilingual; and the crosstab of the two.
 
     per_feature: ``feature_id:u32, group ("bilingual", "other" or "dead"), promotes_es,
-    promotes_en: bool, promotes (enum es/en/both/neither), auc_es, auc_en, q_es, q_en``.
+    promotes_en: bool, promotes (enum es/en/both/neither), auc_es, auc_en, q_es, q_en`` (q of
+    ``config.null``).
     crosstab: ``group, promotes, n_features, share`` over the alive groups (share within the
     group), every (group, promotes) cell present."""
     need = ["feature_id", "dead"] + (["rank"] if config.bilingual_top_k is not None else ["q_value"])
@@ -516,6 +584,11 @@ def join_bilingual(scores: pl.DataFrame, enrichment: pl.DataFrame,
     if missing:
         raise InputError("scores", ", ".join(missing), "missing column(s)",
                          "score with the permutation null (q_value), or set bilingual_top_k")
+    q_column = "q_dir_greater" if config.null == "direction" else "q_greater"
+    if q_column not in enrichment.columns:
+        raise InputError("enrichment", q_column, f"missing (join null {config.null!r})",
+                         "run the analysis with EnrichmentConfig.null_directions > 0, or join "
+                         "with JoinConfig(null='token')")
     for name in (config.es_set, config.en_set):
         if name not in set(enrichment["set_name"].unique().to_list()):
             raise InputError("enrichment", "set_name", f"no rows for set {name!r}",
@@ -532,8 +605,8 @@ def join_bilingual(scores: pl.DataFrame, enrichment: pl.DataFrame,
     def side(name: str, tag: str) -> pl.DataFrame:
         return enrichment.filter(pl.col("set_name") == name).select(
             pl.col("feature_id").cast(pl.UInt32), pl.col("auc").alias(f"auc_{tag}"),
-            pl.col("q_greater").alias(f"q_{tag}"),
-            ((pl.col("q_greater") < config.alpha) & (pl.col("auc") > config.min_auc))
+            pl.col(q_column).alias(f"q_{tag}"),
+            ((pl.col(q_column) < config.alpha) & (pl.col("auc") > config.min_auc))
             .fill_null(False).alias(f"promotes_{tag}"))
 
     per_feature = groups.join(side(config.es_set, "es"), on="feature_id", how="left").join(

@@ -523,3 +523,79 @@ def read_mcs(path: str | Path) -> pl.DataFrame:
         raise InputError(path, ", ".join(wrong), f"missing or mistyped ({wrong})",
                          "write the file with mcs_between_saes")
     return table.select(list(MCS_SCHEMA))
+
+
+@dataclass(frozen=True)
+class Dictionary:
+    """One SAE of a ladder: dictionaries read at the same hook of the same model."""
+
+    name: str  # the SAE id, or ``w{width}-s{seed}`` for a ladder SAE trained here
+    path: str  # its sae-lens folder
+    seed: int = 0  # training seed (0 for imported SAEs)
+
+
+def compare_ladder(dictionaries: Sequence[Dictionary], scored: str, *,
+                   config: McsConfig = McsConfig()) -> dict[str, Any]:
+    """The post's comparison over a ladder of dictionaries at one hook.
+
+    Every dictionary but the widest is compared with the widest (the reference; ties broken
+    by name): MCS, the high/low split and the EMD to random Gaussian dictionaries of the same
+    shapes (``config.random_seeds``). The ``scored`` dictionary is also compared with the
+    second widest other one, for the scatter. Returns ``ladder`` (``ladder_table`` plus name
+    and reference), ``emd`` (pairwise EMDs between every learned and random distribution),
+    ``features`` (the scored SAE's ``feature_id, mcs, match_id, mcs_second`` against the
+    widest and second widest other dictionaries, named ``first`` and ``second``), and the
+    samples the plots need.
+    """
+    if len(dictionaries) < 2:
+        raise InputError("config mcs", "widths", f"{len(dictionaries)} dictionary in the ladder",
+                         "list at least one width besides the scored SAE's, or a second SAE "
+                         "at the same hook")
+    weights = {d.name: decoder_directions(d.path) for d in dictionaries}
+    order = sorted(dictionaries, key=lambda d: (-weights[d.name].shape[0], d.name))
+    reference = order[0]
+    ref_w = weights[reference.name]
+    d_in = ref_w.shape[1]
+    kwargs = {"chunk_rows": config.chunk_rows, "device": config.device,
+              "block_bytes": config.block_bytes}
+    mcs, entries, baselines, distributions = {}, [], {}, {}
+    for d in order[1:]:
+        w = weights[d.name]
+        if w.shape[1] != d_in:
+            raise InputError(d.path, "d_in", f"{w.shape[1]} != {d_in} of {reference.path}",
+                             "put SAEs of one hook of one model in a ladder")
+        mcs[d.name], match = max_cosine_similarity(w, ref_w, **kwargs)
+        if d.name == scored:
+            scored_match = match
+        width = w.shape[0]
+        if width not in baselines:
+            baselines[width] = random_baseline_mcs(width, ref_w.shape[0], d_in,
+                                                   config.random_seeds, **kwargs)
+            for k, sample in enumerate(baselines[width]):
+                distributions[f"random {width} s{config.random_seeds[k]}"] = sample
+        entries.append((width, d.seed, mcs[d.name]))
+        distributions[d.name] = mcs[d.name]
+    ladder = pl.concat([
+        ladder_table([entry], random_baselines=baselines, config=config).with_columns(
+            name=pl.lit(d.name), reference=pl.lit(reference.name))
+        for d, entry in zip(order[1:], entries)
+    ]).sort("width", "seed", "name")
+    below = config.threshold if config.emd_low_only else None
+    out = {"ladder": ladder, "emd": emd_matrix(distributions, below=below),
+           "reference": reference.name, "reference_width": ref_w.shape[0], "d_in": d_in,
+           "random": baselines, "mcs": mcs}
+    # The scored SAE against the widest and second widest other dictionaries (for the widest
+    # SAE itself, that is the next ones down: "found again" in a smaller dictionary).
+    others = [d for d in order if d.name != scored]
+    first, second = others[0], (others[1] if len(others) > 1 else None)
+    if scored == reference.name:
+        mcs_first, match = max_cosine_similarity(weights[scored], weights[first.name], **kwargs)
+    else:
+        mcs_first, match = mcs[scored], scored_match
+    mcs_second = (max_cosine_similarity(weights[scored], weights[second.name], **kwargs)[0]
+                  if second is not None else np.full(mcs_first.size, np.nan, np.float32))
+    out["features"] = pl.DataFrame({
+        "feature_id": np.arange(mcs_first.size, dtype=np.uint32), "mcs": mcs_first,
+        "match_id": match.astype(np.uint32), "mcs_second": mcs_second})
+    out["first"], out["second"] = first.name, None if second is None else second.name
+    return out

@@ -329,6 +329,7 @@ def language_sets(token_table: pl.DataFrame, vocab: Vocabulary,
         part = grouped.filter(pl.col("lang") == lang)
         np.add.at(counts[row], part["token_id"].cast(pl.Int64).to_numpy(),
                   part["n"].cast(pl.Int64).to_numpy())
+    counts[:, ~vocab.universe] = 0  # BOS and other specials say nothing about the language
     rates = counts.astype(np.float64)
     if config.per_language_rate:
         rates /= counts.sum(axis=1, keepdims=True) / 1e6

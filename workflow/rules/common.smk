@@ -11,28 +11,6 @@ SAES = {s["id"]: s for s in config["saes"]}
 METHODS = config["score"]["methods"]
 ENV = "../../envs/polyglot-sae.yaml"
 SUMMARY = f"results/{RUN}/summary.md"
-FIGURES = [
-    *expand("results/{run}/figures/{sae}.activation_share.png", run=RUN, sae=SAES),
-    *expand(
-        "results/{run}/figures/{sae}.{method}.bi_curve.png",
-        run=RUN,
-        sae=SAES,
-        method=METHODS,
-    ),
-    *expand(
-        "results/{run}/sweeps/{sae}.{method}.{sweep}.png",
-        run=RUN,
-        sae=SAES,
-        method=METHODS,
-        sweep=["beta", "size"] if config["score"]["permutations"] else ["beta"],
-    ),
-    *expand(
-        "results/{run}/figures/{sae}.{method}.pvalues.png",
-        run=RUN,
-        sae=SAES,
-        method=METHODS if config["score"]["permutations"] else [],
-    ),
-]
 
 
 wildcard_constraints:
@@ -64,6 +42,101 @@ def sae_inputs(wildcards):
     if entry["source"] != "train":
         return {}
     return {"acts": f"results/{CORPUS}/train_acts/{MODEL}/{entry['hook']}.safetensors"}
+
+
+def ladder_entry(sae, width, seed):
+    """A ladder SAE: the trained SAE's settings at another width and seed."""
+    entry = SAES[sae]
+    return {
+        **entry,
+        "id": f"{sae}/w{width}-s{seed}",
+        "train": {**entry.get("train", {}), "d_sae": width, "seed": seed},
+    }
+
+
+def ladder(sae):
+    """The dictionaries compared with SAE `sae` (MCS): itself, the other configured SAEs at its
+    hook (a pretrained ladder, e.g. GemmaScope 16k and 65k) and, for a trained SAE, the widths
+    and seeds of `mcs` trained on the same cached activations."""
+    entry = SAES[sae]
+    members = [
+        {
+            "name": s,
+            "seed": SAES[s].get("train", {}).get("seed", 0),
+            "path": f"resources/saes/{MODEL}/{s}",
+        }
+        for s in [sae]
+        + [o for o in SAES if o != sae and SAES[o]["hook"] == entry["hook"]]
+    ]
+    if entry["source"] == "train":
+        members += [
+            {
+                "name": f"w{w}-s{s}",
+                "seed": s,
+                "path": f"resources/saes/{MODEL}/ladder/{sae}/w{w}-s{s}",
+            }
+            for w in config["mcs"]["widths"]
+            for s in config["mcs"]["seeds"]
+        ]
+    return members
+
+
+LADDERS = [s for s in SAES if len(ladder(s)) > 1]
+FIGURES = [
+    *expand("results/{run}/figures/{sae}.activation_share.png", run=RUN, sae=SAES),
+    *expand(
+        "results/{run}/figures/{sae}.{method}.bi_curve.png",
+        run=RUN,
+        sae=SAES,
+        method=METHODS,
+    ),
+    *expand(
+        "results/{run}/sweeps/{sae}.{method}.{sweep}.png",
+        run=RUN,
+        sae=SAES,
+        method=METHODS,
+        sweep=["beta", "size"] if config["score"]["permutations"] else ["beta"],
+    ),
+    *expand(
+        "results/{run}/mcs/{sae}.{plot}.png",
+        run=RUN,
+        sae=LADDERS,
+        plot=["histogram", "widths"],
+    ),
+    *expand(
+        "results/{run}/mcs/{sae}.{method}.scatter.png",
+        run=RUN,
+        sae=LADDERS,
+        method=METHODS,
+    ),
+    *expand(
+        "results/{run}/pages/{sae}.{method}.{shot}.png",
+        run=RUN,
+        sae=SAES,
+        method=METHODS,
+        shot=["index", "top_feature"] if config["pages"]["screenshots"] else [],
+    ),
+    *expand(
+        "results/{run}/pages/{sae}.{method}",
+        run=RUN,
+        sae=SAES,
+        method=METHODS,
+    ),
+    *expand(
+        "results/{run}/figures/{sae}.{method}.pvalues.png",
+        run=RUN,
+        sae=SAES,
+        method=METHODS if config["score"]["permutations"] else [],
+    ),
+]
+
+
+def page_extras(wildcards):
+    """What the feature pages show besides the scores: MCS when the SAE has a ladder."""
+    extras = {}
+    if wildcards.sae in LADDERS:
+        extras["mcs"] = f"results/{wildcards.run}/mcs/{wildcards.sae}.features.parquet"
+    return extras
 
 
 def print_summary(path):

@@ -1,0 +1,15 @@
+from polyglot_sae.dictionaries import mcs_matches
+from polyglot_sae.feature_pages import FeaturePagesConfig, FeaturePagesInput, build_feature_pages
+from polyglot_sae.workflow_io import from_mapping, rule_log
+
+with rule_log(snakemake) as log:
+    p = snakemake.params.cfg
+    extras = {}
+    if "mcs" in snakemake.input.keys():
+        extras["mcs"] = mcs_matches(snakemake.input.mcs)
+    inputs = FeaturePagesInput.from_files(
+        snakemake.input.scores, snakemake.input.acts, snakemake.input.tokens, p["langs"],
+        refs=snakemake.input.refs, name=snakemake.wildcards.sae, **extras)
+    config = from_mapping(FeaturePagesConfig, p, features=tuple(p["features"]))
+    out = build_feature_pages(inputs, snakemake.output.pages, config)
+    log.info("feature pages in %s", out)

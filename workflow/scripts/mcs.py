@@ -1,0 +1,12 @@
+from polyglot_sae.dictionaries import write_ladder
+from polyglot_sae.mcs import Dictionary, McsConfig, compare_ladder
+from polyglot_sae.workflow_io import from_mapping, rule_log
+
+with rule_log(snakemake) as log:
+    p = snakemake.params.cfg
+    dictionaries = [Dictionary(m["name"], snakemake.input[f"d{i}"], m["seed"])
+                    for i, m in enumerate(p["members"])]
+    config = from_mapping(McsConfig, p, random_seeds=tuple(p["random_seeds"]))
+    result = compare_ladder(dictionaries, snakemake.wildcards.sae, config=config)
+    log.info("ladder against %s:\n%s", result["reference"], result["ladder"])
+    write_ladder(result, snakemake.output, scored=snakemake.wildcards.sae, config=config)
