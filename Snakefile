@@ -22,6 +22,7 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/mcs.smk"
+include: "workflow/rules/logit_lens.smk"
 include: "workflow/rules/pages.smk"
 include: "workflow/rules/summary.smk"
 

@@ -265,9 +265,37 @@ def test_planted_feature_is_found_and_random_ones_mostly_not(tiny_model):
     q = enr["q_greater"].to_numpy()
     assert (q[:3] < 1e-6).all() and (enr["auc"].to_numpy()[:3] > 0.8).all()
     assert (q[3:] < 0.05).mean() <= 0.1
+    q_dir = enr["q_dir_greater"].to_numpy()
+    assert (q_dir[:3] < 1e-3).all() and (q_dir[3:] < 0.05).mean() <= 0.1
     # Suppression is the mirror image: the negated planted row is found by p_less.
     neg = ll.analyse(lens, -W_dec[:1], token_sets=sets).enrichment
     assert neg["p_less"][0] < 1e-6 and neg["auc"][0] < 0.2
+
+
+def test_direction_null(tiny_model):
+    """The direction null's columns are the AUCs of null_directions(...) through the same lens,
+    and it separates a planted feature from random ones."""
+    lens = ll.unembed_lens(tiny_model)
+    vocab = ts.vocabulary(tiny_model.tokenizer, lens.d_vocab)
+    sets = ts.regex_sets(vocab)
+    W_dec = make_jumprelu(tiny_model.cfg.d_model, 30, seed=5).W_dec.detach()
+    config = ll.EnrichmentConfig(null_directions=64, seed=3)
+    enr = ll.analyse(lens, W_dec, token_sets=sets, enrichment_config=config).enrichment
+    directions = ll.null_directions(lens.d_model, 64, 3)
+    null = ll.analyse(lens, directions, token_sets=sets,
+                      enrichment_config=ll.EnrichmentConfig(null_directions=0)).enrichment
+    assert "z_dir" not in null.columns
+    for name in ("capitalised", "non_ascii"):
+        auc = null.filter(pl.col("set_name") == name)["auc"].to_numpy()
+        part = enr.filter(pl.col("set_name") == name).sort("feature_id")
+        np.testing.assert_allclose(part["auc_null_mean"].to_numpy(), auc.mean(), rtol=1e-12)
+        np.testing.assert_allclose(part["auc_null_sd"].to_numpy(), auc.std(ddof=1), rtol=1e-12)
+        z = (part["auc"].to_numpy() - auc.mean()) / auc.std(ddof=1)
+        np.testing.assert_allclose(part["p_dir_greater"].to_numpy(), st.norm.sf(z), rtol=1e-9)
+        np.testing.assert_allclose(part["q_dir_greater"].to_numpy(),
+                                   bh_qvalues(st.norm.sf(z)), rtol=1e-9)
+    # Random decoder rows are random directions: few pass the direction null.
+    assert (enr["q_dir_greater"].to_numpy() < 0.05).mean() <= 0.1
 
 
 # --- token sets ------------------------------------------------------------------------------
@@ -390,8 +418,10 @@ def _join_inputs():
     rows = [(f, "lang_es", q_es[f], 0.8) for f in range(6)] + [(f, "lang_en", q_en[f], auc_en[f])
                                                                 for f in range(6)]
     enrichment = pl.DataFrame(rows, schema={"feature_id": pl.UInt32, "set_name": pl.String,
-                                            "q_greater": pl.Float64, "auc": pl.Float64}, orient="row")
-    return scores, enrichment
+                                            "q_dir_greater": pl.Float64, "auc": pl.Float64},
+                              orient="row")
+    # The token null calls everything significant here; the direction null decides by default.
+    return scores, enrichment.with_columns(pl.lit(1e-9).alias("q_greater"))
 
 
 def test_join_bilingual():
@@ -409,8 +439,12 @@ def test_join_bilingual():
     top2, _ = ll.join_bilingual(scores, enrichment, ll.JoinConfig(bilingual_top_k=2))
     assert top2["group"].to_list()[:3] == ["bilingual", "bilingual", "other"]
     assert top2["group"][5] == "other"
+    token, _ = ll.join_bilingual(scores, enrichment, ll.JoinConfig(null="token"))
+    assert token["promotes"].cast(pl.String).to_list() == ["both", "es", "both", "both", "es", "es"]
     with pytest.raises(InputError, match="lang_es"):
         ll.join_bilingual(scores, enrichment.filter(pl.col("set_name") == "lang_en"))
+    with pytest.raises(InputError, match="q_dir_greater"):
+        ll.join_bilingual(scores, enrichment.drop("q_dir_greater"))
 
 
 # --- figures and files -----------------------------------------------------------------------

@@ -32,6 +32,7 @@ def tiny_config(workdir, n_shards=3, **overrides):
         "report": {"top_k": 4, "n_examples": 2, "eval_pairs": 6},
         "mcs": {"widths": [24, 96], "seeds": [1], "random_seeds": [0, 1]},
         "pages": {"top_n": 5, "n_examples": 2},
+        "logit_lens": {"min_count": 2, "min_share": 0.6, "null_directions": 32},
     }
     config.update(overrides)
     return config
@@ -91,7 +92,9 @@ def test_full_dag_outputs(finished):
                 "sweeps/tiny-sae.seed.beta.png", "sweeps/tiny-sae.exact.size.png",
                 "figures/tiny-sae.seed.pvalues.png", "mcs/tiny-sae.histogram.png",
                 "mcs/tiny-sae.widths.png", "mcs/tiny-sae.seed.scatter.png",
-                "pages/tiny-sae.exact.index.png", "pages/tiny-sae.seed.top_feature.png"):
+                "pages/tiny-sae.exact.index.png", "pages/tiny-sae.seed.top_feature.png",
+                "logit_lens/tiny-sae.classes.png", "logit_lens/tiny-sae.histogram.png",
+                "logit_lens/tiny-sae.exact.languages.png"):
         assert (res / "tiny" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     sweep = pl.read_parquet(res / "tiny" / "sweeps" / "tiny-sae.exact.beta.parquet")
     assert sweep.filter(pl.col("beta_rank") == 5)["jaccard_topk"].to_list() == [1.0]  # the reference
@@ -110,10 +113,18 @@ def test_full_dag_outputs(finished):
     test = json.loads((res / "tiny" / "mcs" / "tiny-sae.exact.bilingual.json").read_text())
     assert test["sig_high"] + test["sig_low"] == int((pl.read_parquet(
         res / "tiny" / "scores" / "tiny-sae.exact.parquet")["q_value"] < 0.05).sum())
+    stats = pl.read_parquet(res / "tiny" / "logit_lens" / "tiny-sae.stats.parquet")
+    assert stats.height == 48 and stats["top_tokens"].list.len().min() > 0
+    enrichment = pl.read_parquet(res / "tiny" / "logit_lens" / "tiny-sae.enrichment.parquet")
+    assert {"lang_es", "lang_en"} <= set(enrichment["set_name"].to_list())
+    crosstab = pl.read_parquet(res / "tiny" / "logit_lens" / "tiny-sae.exact.crosstab.parquet")
+    exact = pl.read_parquet(res / "tiny" / "scores" / "tiny-sae.exact.parquet")
+    assert crosstab["n_features"].sum() == (~exact["dead"]).sum()
     pages = res / "tiny" / "pages" / "tiny-sae.exact"
     feature_pages = sorted((pages / "features").glob("*.html"))
     assert len(feature_pages) == 5 and (pages / "index.html").stat().st_size > 0
     assert all("Max cosine similarity to other dictionaries" in p.read_text() for p in feature_pages)
+    assert all("logit" in p.read_text().lower() for p in feature_pages)
     nu = json.loads((res / "tiny" / "monolinguality" / "tiny-sae.exact.json").read_text())
     assert -1 <= nu["rho"] <= 1 and nu["n_features"] > 4
     summary = (res / "tiny" / "summary.md").read_text()
@@ -139,7 +150,10 @@ def test_beta_rank_change_reruns_only_scoring(finished, tmp_path):
     _edit_config(workdir, lambda c: c["score"].update(beta_rank=7))
     assert planned_jobs(workdir) == {"score": 2, "top_features": 2, "bi_curve": 2, "beta_sweep": 2,
                                      "size_ablation": 2, "pvalue_histogram": 2,
-                                     "monolinguality": 2, "sae_sweep": 1, "summary": 1, "all": 1}
+                                     "monolinguality": 2, "sae_sweep": 1, "summary": 1,
+                                     "mcs_bilingual": 2, "feature_pages": 2,
+                                     "logit_lens_bilingual": 2,
+                                     "page_screenshots": 2, "all": 1}
 
 
 @pytest.mark.parametrize("edit, rerun", [

@@ -98,7 +98,7 @@ def plot_logit_histogram(values: Float[np.ndarray, " d_vocab"], in_set: Bool[np.
     caption = (
         "Logit weights W_U^T (g * W_dec[i]) of every token in the universe (special and unused "
         "tokens left out), split by membership of the set. AUC: chance that a set token outranks "
-        "another token; q: Benjamini-Hochberg q of the one-sided Mann-Whitney test (promotion)."
+        "another token; q: the Benjamini-Hochberg q the caller passes (promotion)."
     )
     return _save(fig, out, caption, note, style)
 
@@ -132,10 +132,12 @@ def plot_language_promotion(crosstab: pl.DataFrame, out: str | Path, *,
     ax.grid(True, axis="y", alpha=0.3)
     rule = (f"rank < {join_config.bilingual_top_k}" if join_config.bilingual_top_k is not None
             else f"scores q_value < {join_config.bilingual_alpha:g}")
+    null = ("the set's AUC compared with random residual directions' AUCs"
+            if join_config.null == "direction" else "Mann-Whitney test against random token subsets")
     caption = (
         f"Bilingual: alive features with {rule}; other: the remaining alive features. A feature "
-        f"promotes a language set when its one-sided Mann-Whitney q < {join_config.alpha:g} and "
-        f"AUC > {join_config.min_auc:g} ({join_config.es_set}, {join_config.en_set}: tokens seen "
-        "mostly in that language of the corpus). Bar labels: feature counts."
+        f"promotes a language set when its one-sided q < {join_config.alpha:g} and AUC > "
+        f"{join_config.min_auc:g} ({null}; {join_config.es_set}, {join_config.en_set}: tokens "
+        "seen mostly in that language of the corpus). Bar labels: feature counts."
     )
     return _save(fig, out, caption, note, style)

@@ -123,6 +123,18 @@ FIGURES = [
         method=METHODS,
     ),
     *expand(
+        "results/{run}/logit_lens/{sae}.{plot}.png",
+        run=RUN,
+        sae=SAES if config["logit_lens"]["enabled"] else [],
+        plot=["classes", "histogram"],
+    ),
+    *expand(
+        "results/{run}/logit_lens/{sae}.{method}.languages.png",
+        run=RUN,
+        sae=SAES if config["logit_lens"]["enabled"] else [],
+        method=METHODS,
+    ),
+    *expand(
         "results/{run}/figures/{sae}.{method}.pvalues.png",
         run=RUN,
         sae=SAES,
@@ -132,8 +144,13 @@ FIGURES = [
 
 
 def page_extras(wildcards):
-    """What the feature pages show besides the scores: MCS when the SAE has a ladder."""
+    """What the feature pages show besides the scores: MCS when the SAE has a ladder, the
+    logit lens when it runs."""
     extras = {}
+    if config["logit_lens"]["enabled"]:
+        extras["logit_lens"] = (
+            f"results/{wildcards.run}/logit_lens/{wildcards.sae}.stats.parquet"
+        )
     if wildcards.sae in LADDERS:
         extras["mcs"] = f"results/{wildcards.run}/mcs/{wildcards.sae}.features.parquet"
     return extras

@@ -1,4 +1,5 @@
 from polyglot_sae.dictionaries import mcs_matches
+from polyglot_sae.logit_lens_stage import page_entries
 from polyglot_sae.feature_pages import FeaturePagesConfig, FeaturePagesInput, build_feature_pages
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
@@ -7,6 +8,8 @@ with rule_log(snakemake) as log:
     extras = {}
     if "mcs" in snakemake.input.keys():
         extras["mcs"] = mcs_matches(snakemake.input.mcs)
+    if "logit_lens" in snakemake.input.keys():
+        extras["logit_lens"] = page_entries(snakemake.input.logit_lens)
     inputs = FeaturePagesInput.from_files(
         snakemake.input.scores, snakemake.input.acts, snakemake.input.tokens, p["langs"],
         refs=snakemake.input.refs, name=snakemake.wildcards.sae, **extras)

@@ -9,9 +9,11 @@ the regex token sets built from its tokenizer) and the unembedding identity is c
 without one, random W_U and gain of the real shapes (262,144 x 640) and random token sets stand
 in. The decoder is the SAE's when ``--sae-dir`` is given, else random unit rows.
 
-Prints wall time, peak RSS during the analysis (sampled from /proc/self/statm every 10 ms) next
-to the RSS before it (the model's W_U is resident throughout), and the size of the one dense
-[d_sae, d_vocab] float32 matrix the analysis never builds.
+The analysis includes the enrichment's direction null (``EnrichmentConfig.null_directions``
+random directions, each as costly as a feature). Prints wall time, peak RSS during the analysis
+(sampled from /proc/self/statm every 10 ms) next to the RSS before it (the model's W_U is
+resident throughout), and the size of the one dense [d_sae, d_vocab] float32 matrix the
+analysis never builds.
 """
 
 from __future__ import annotations
@@ -126,17 +128,21 @@ def main(argv: list[str] | None = None) -> int:
         result = ll.analyse(lens, W_dec, token_sets=sets, lens_config=config)
         t3 = time.perf_counter()
     dense = d_sae * lens.d_vocab * 4
-    print(f"analysis: {t3 - t2:.1f} s wall ({d_sae / (t3 - t2):.0f} features/s); peak RSS "
-          f"{watch.peak / 2**30:.2f} GiB during it (+{(watch.peak - before) / 2**30:.2f} GiB over "
-          f"the {before / 2**30:.2f} GiB before); one dense [{d_sae}, {lens.d_vocab}] float32 matrix "
-          f"would be {dense / 2**30:.2f} GiB; process peak (getrusage) {_peak_gib():.2f} GiB")
+    n_null = ll.EnrichmentConfig().null_directions if sets is not None else 0
+    rows = d_sae + n_null
+    print(f"analysis: {t3 - t2:.1f} s wall for {d_sae:,} features + {n_null} null directions "
+          f"({rows / (t3 - t2):.1f} rows/s); peak RSS {watch.peak / 2**30:.2f} GiB during it "
+          f"(+{(watch.peak - before) / 2**30:.2f} GiB over the {before / 2**30:.2f} GiB before); one "
+          f"dense [{d_sae}, {lens.d_vocab}] float32 matrix would be {dense / 2**30:.2f} GiB; "
+          f"process peak (getrusage) {_peak_gib():.2f} GiB")
     counts = result.stats["class"].value_counts().sort("class")
     print("classes: " + ", ".join(f"{c} {n}" for c, n in counts.iter_rows()))
     if result.enrichment is not None and result.enrichment.height:
         sig = result.enrichment.group_by("set_name", maintain_order=True).agg(
-            (pl.col("q_greater").fill_null(1.0) < 0.05).sum().alias("promoting"))
-        print("features promoting each set at q < 0.05: "
-              + ", ".join(f"{s} {n}" for s, n in sig.iter_rows()))
+            (pl.col("q_greater").fill_null(1.0) < 0.05).sum().alias("token"),
+            (pl.col("q_dir_greater").fill_null(1.0) < 0.05).sum().alias("direction"))
+        print("features promoting each set at q < 0.05, token null / direction null: "
+              + ", ".join(f"{s} {a}/{b}" for s, a, b in sig.iter_rows()))
     if result.provenance["skipped_sets"]:
         print(f"skipped sets: {result.provenance['skipped_sets']}")
     return 0
