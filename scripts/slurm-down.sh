@@ -16,10 +16,12 @@ purge=false
 log() { printf 'slurm-down: %s\n' "$*" >&2; }
 
 # The recorded PID is only ours if that process still runs the program we started (PIDs are
-# reused): compare /proc/PID/comm with the daemon's name.
+# reused): compare /proc/PID/comm with the daemon's name. A zombie (exited, not yet reaped by
+# an init that may never reap it) counts as stopped.
 ours() {
     local name=$1 pid=$2
-    [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = "$name" ]
+    [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] \
+        && ! grep -q '^State:.*zombie' "/proc/$pid/status" 2>/dev/null
 }
 
 stop() {

@@ -71,7 +71,12 @@ launch() {
     echo $! >"$state/pids/$name.pid"
 }
 
-alive() { [ -s "$state/pids/$1.pid" ] && kill -0 "$(cat "$state/pids/$1.pid")" 2>/dev/null; }
+# Is the daemon we recorded still running? (A zombie, never reaped by this machine's init, is not.)
+alive() {
+    local pid
+    pid=$(cat "$state/pids/$1.pid" 2>/dev/null) || return 1
+    kill -0 "$pid" 2>/dev/null && ! grep -q '^State:.*zombie' "/proc/$pid/status" 2>/dev/null
+}
 
 node_idle() { [ "$(sinfo -h -n "$node" -o %t 2>/dev/null)" = idle ]; }
 
@@ -193,6 +198,8 @@ GresTypes=gpu
 # Accounting through slurmdbd; the job comment (the plugin's rule name + wildcards) is kept and
 # GPU use appears in AllocTRES/ReqTRES; jobs need a valid account/association.
 AccountingStorageType=accounting_storage/slurmdbd
+# For slurmdbd connections the munge socket comes from here, not from AuthInfo.
+AccountingStoragePass=$sock
 AccountingStorageHost=$node
 AccountingStoragePort=$((port + 2))
 AccountingStorageTRES=gres/gpu

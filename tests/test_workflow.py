@@ -49,7 +49,7 @@ def planned_jobs(workdir) -> dict[str, int]:
 def finished(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("dag")
     write_config(workdir, tiny_config(workdir))
-    proc = run_snakemake(workdir, "--cores", "2")
+    proc = run_snakemake(workdir, "--cores", "2", timeout=2400)
     return workdir, proc
 
 
@@ -174,7 +174,7 @@ def test_one_and_three_shards_give_identical_tables(finished, tmp_path):
     _edit_config(workdir, lambda c: c["split"].update(n_shards=1))
     jobs = planned_jobs(workdir)
     assert "build_sae" not in jobs and "cache_train_acts" not in jobs and jobs["extract"] == 1
-    run_snakemake(workdir, "--cores", "2")
+    run_snakemake(workdir, "--cores", "2", timeout=1200)
     for path, table in before.items():
         assert pl.read_parquet(res / path).equals(table), path
 
@@ -204,7 +204,7 @@ def test_bad_hook_and_wrong_width_fail_clearly_and_lose_nothing(finished, tmp_pa
     _edit_config(workdir, add_bad_saes)
     maxacts = workdir / "results" / "tiny" / "maxacts" / "tiny-sae.parquet"
     stamp = maxacts.stat().st_mtime_ns
-    proc = run_snakemake(workdir, "--cores", "2", "--keep-going", check=False)
+    proc = run_snakemake(workdir, "--cores", "2", "--keep-going", check=False, timeout=1200)
     assert proc.returncode != 0
     logs = {p.name: p.read_text() for p in (workdir / "logs").rglob("*.log")}
     hook_log = next(t for t in logs.values() if "no hook named 'blocks.9.hook_resid_post'" in t)
