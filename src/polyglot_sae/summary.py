@@ -40,6 +40,21 @@ def _headline(scores: pl.DataFrame, method: str) -> str:
             f"over the pairing between languages, Benjamini-Hochberg), of {alive} alive.")
 
 
+def _significant_top(scores: pl.DataFrame, k: int = 10) -> list[str]:
+    """The most bilingual features among those the null calls significant: on a small SAE the
+    overall top list is crowded with near-dead features the null rejects."""
+    if "q_value" not in scores.columns:
+        return []
+    top = scores.filter(pl.col("q_value") < 0.05).sort("rank").head(k)
+    if top.height == 0:
+        return []
+    lines = ["Most bilingual among the significant features (q < 0.05), by rank:", "",
+             "| rank | feature | BI score | JSD | p | q |", "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['rank']} | {r['feature_id']} | {r['bi_score']:.4g} | {r['jsd']:.3g} | "
+              f"{r['p_value']:.3g} | {r['q_value']:.3g} |" for r in top.iter_rows(named=True)]
+    return lines + [""]
+
+
 def _agreement(a: pl.DataFrame, b: pl.DataFrame, k: int) -> str:
     top_a = set(a.filter(pl.col("rank") < k)["feature_id"].to_list())
     top_b = set(b.filter(pl.col("rank") < k)["feature_id"].to_list())
@@ -63,8 +78,9 @@ def write_summary(inputs, cfg: dict[str, Any], run: str, out_path: str) -> None:
             scores[method] = pl.read_parquet(inputs.scores[index])
             rho = json.loads(Path(inputs.mono[index]).read_text())
             lines += [_headline(scores[method], method) + f" Spearman(bi_score, monolinguality "
-                      f"nu_max) = {rho['rho']:.3f} over {rho['n_features']} features.", "",
-                      Path(inputs.top[index]).read_text(), ""]
+                      f"nu_max) = {rho['rho']:.3f} over {rho['n_features']} features.", ""]
+            lines += _significant_top(scores[method])
+            lines += [Path(inputs.top[index]).read_text(), ""]
         if len(methods) == 2:
             a, b = (scores[m] for m in methods)
             lines += [f"Top-25 agreement between methods {methods[0]} and {methods[1]}: "
