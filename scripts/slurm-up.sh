@@ -109,7 +109,11 @@ for name in slurmd slurmctld slurmdbd mariadbd munged; do
     alive "$name" && die "$name from an earlier start is still running: run scripts/slurm-down.sh"
 done
 
-if [ -e "$etc_conf" ] || [ -L "$etc_conf" ]; then
+if [ -L "$etc_conf" ] && [ ! -e "$etc_conf" ]; then
+    log "removing the dangling link $etc_conf -> $(readlink "$etc_conf")"   # a purged state dir
+    rm -f "$etc_conf"
+fi
+if [ -e "$etc_conf" ]; then
     [ "$(readlink "$etc_conf" || true)" = "$state/slurm.conf" ] \
         || die "$etc_conf exists and is not ours: this machine has its own SLURM; use that"
 fi
@@ -236,6 +240,7 @@ StorageLoc=slurm_acct_db
 EOF
 chmod 0600 "$state/slurmdbd.conf"   # slurmdbd refuses a config others can read
 
+mkdir -p "$(dirname "$etc_conf")"
 ln -sfn "$state/slurm.conf" "$etc_conf"
 # Daemons and clients read this; slurmdbd has no option for its config file and looks for
 # slurmdbd.conf beside $SLURM_CONF.

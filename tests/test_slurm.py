@@ -1,0 +1,193 @@
+"""The slurm profile on a real SLURM: a one-node cluster on localhost (scripts/slurm-up.sh, with
+accounting and one dummy GPU) runs the tiny DAG through `--profile profiles/slurm`; every job must
+have gone through sbatch, the GPU rules must have asked for and got a GPU, and the tables must
+equal those of a plain local run bit for bit.
+
+Needs root and Debian's slurm-wlm (scripts/install.sh installs it): skipped without them, except
+under CI (env CI set), where that is a failure. Starts the cluster unless it is already up (then
+leaves it running) and stops what it started at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from conftest import ROOT, SNAKEMAKE, run_snakemake, write_config
+from test_workflow import planned_jobs, tiny_config
+
+pytestmark = pytest.mark.slurm
+
+PROFILE = ROOT / "profiles" / "slurm"
+STATE = Path(os.environ.get("SLURM_STATE_DIR", "/tmp/polyglot-slurm"))
+# Wall-clock cap of each Snakemake run: a lost job status makes the plugin wait forever while
+# ignoring SIGTERM, hence `timeout -k` (SIGKILL 10 s after the SIGTERM).
+RUN_LIMIT_S = 1500
+# The tables compared bit for bit; the local run makes only these, the SLURM run the whole DAG.
+TABLES = ("maxacts/tiny-sae.parquet", "scores/tiny-sae.exact.parquet", "scores/tiny-sae.seed.parquet")
+
+
+def _profile() -> dict:
+    return yaml.safe_load((PROFILE / "config.yaml").read_text())
+
+
+def _gpu_rules() -> set[str]:
+    return {rule for rule, res in _profile()["set-resources"].items() if res.get("gpu")}
+
+
+def _unavailable() -> str | None:
+    """Why this machine cannot run the test cluster, or None."""
+    if os.geteuid() != 0:
+        return "needs root to start slurmd, slurmdbd and munged (run as root, or in CI)"
+    if not shutil.which("slurmctld") and not os.environ.get("CI"):
+        return "Debian slurm-wlm is not installed (scripts/install.sh installs it; CI does)"
+    conf = Path("/etc/slurm/slurm.conf")
+    if conf.exists() and not (conf.is_symlink() and Path(os.readlink(conf)) == STATE / "slurm.conf"):
+        return f"{conf} belongs to this machine's own SLURM; the test cluster would clash with it"
+    return None
+
+
+def _script(name: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "scripts" / name)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "SLURM_STATE_DIR": str(STATE)})
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The running test cluster: started here unless it already runs, stopped if started here."""
+    reason = _unavailable()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the slurm tests: {reason}")
+        pytest.skip(reason)
+    t0 = time.monotonic()
+    up = _script("slurm-up.sh")
+    if up.returncode != 0:
+        down = _script("slurm-down.sh")  # slurm-up stops what it started on failure; be sure
+        pytest.fail(f"slurm-up.sh failed ({up.returncode}):\n{up.stderr[-5000:]}\n{down.stderr}")
+    started = "already up" not in up.stderr
+    print(f"\ncluster {'up' if started else 'already running'} in {time.monotonic() - t0:.1f} s")
+    saved = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(STATE / "slurm.conf")  # the clients Snakemake and we call
+    try:
+        yield STATE
+    finally:
+        if saved is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = saved
+        if started:
+            down = _script("slurm-down.sh")
+            assert down.returncode == 0, down.stderr
+
+
+def _slurm_run(workdir: Path) -> subprocess.CompletedProcess:
+    """Snakemake through the slurm profile, capped by `timeout -k`; on failure, what went wrong."""
+    cmd = ["timeout", "-k", "10", str(RUN_LIMIT_S), SNAKEMAKE, "-s", str(ROOT / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+           "--profile", str(PROFILE),
+           # Poll sacct 1 s after submitting (the profile's 10 s would add ~10 s per DAG level).
+           "--slurm-init-seconds-before-status-checks", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_LIMIT_S + 60,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if proc.returncode != 0:
+        slurm_logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}"
+                               for p in (workdir / ".snakemake" / "slurm_logs").rglob("*.log")
+                               if "Error" in p.read_text() or "error" in p.read_text())
+        ctld = (STATE / "logs" / "slurmctld.log")
+        ctld_tail = "\n".join(ctld.read_text().splitlines()[-30:]) if ctld.exists() else ""
+        raise AssertionError(f"snakemake --profile slurm failed ({proc.returncode}"
+                             f"{', timed out' if proc.returncode in (124, 137) else ''}):\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}\n{slurm_logs}\n"
+                             f"--- slurmctld.log\n{ctld_tail}")
+    return proc
+
+
+def _sacct(run_id: str) -> list[dict[str, str]]:
+    """The accounting records of the run's jobs (the plugin names each job after the run ID)."""
+    fields = ["JobIDRaw", "JobName", "Comment", "State", "ReqTRES", "AllocTRES", "Account",
+              "Partition"]
+    out = subprocess.run(["sacct", "-X", "-P", "-n", "--starttime", "now-1days", "--name", run_id,
+                          "--format", ",".join(f"{f}%300" for f in fields)],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def runs(cluster, tmp_path_factory):
+    """The tiny DAG through SLURM and, side by side with it, the compared tables locally (through
+the local profile); plus the jobs Snakemake planned for the SLURM run."""
+    dirs = {}
+    for name in ("slurm", "local"):
+        dirs[name] = tmp_path_factory.mktemp(name)
+        write_config(dirs[name], tiny_config(dirs[name]))
+    planned = planned_jobs(dirs["slurm"])
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:  # the local run uses the CPUs while SLURM jobs queue
+        local = pool.submit(run_snakemake, dirs["local"], "--profile", str(ROOT / "profiles" / "local"),
+                            "--cores", "2",
+                            *(f"results/tiny/{t}" for t in TABLES), timeout=RUN_LIMIT_S)
+        proc = _slurm_run(dirs["slurm"])
+        slurm_s = time.monotonic() - t0
+        local.result()
+    print(f"\nslurm run {slurm_s:.0f} s; slurm + local run {time.monotonic() - t0:.0f} s")
+    return dirs, planned, proc
+
+
+def test_every_job_went_through_sbatch(runs):
+    dirs, planned, proc = runs
+    out = proc.stdout + proc.stderr
+    run_id = re.search(r"SLURM run ID: (\S+)", out)[1]
+    submitted = set(re.findall(r"has been submitted with SLURM jobid (\d+)", out))
+    records = _sacct(run_id)
+    assert {r["JobIDRaw"] for r in records} == submitted and submitted
+    assert all(r["State"] == "COMPLETED" for r in records), records
+    assert {(r["Account"], r["Partition"]) for r in records} == {("polyglot", "main")}
+    # The plugin comments each job `rule_<rule>[_wildcards_<values>]`, a group job (one per
+    # connected part of a profile group) `rule_<group>_<its rules, sorted>` cut short with "...".
+    comments = [r["Comment"] for r in records]
+    groups = _profile()["groups"]
+    for rule, count in planned.items():
+        if rule == "all":  # no action: Snakemake handles it itself
+            continue
+        if rule in groups:
+            assert any(c.startswith(f"rule_{groups[rule]}_") for c in comments), (rule, comments)
+        else:
+            mine = [c for c in comments if c == f"rule_{rule}" or c.startswith(f"rule_{rule}_wildcards_")]
+            assert len(mine) == count, (rule, count, comments)
+
+
+def test_gpu_rules_asked_for_and_got_a_gpu(runs):
+    dirs, planned, proc = runs
+    run_id = re.search(r"SLURM run ID: (\S+)", proc.stdout + proc.stderr)[1]
+    gpu_rules = _gpu_rules()
+    assert gpu_rules >= {"prepare_model", "cache_train_acts", "build_sae", "train_ladder_sae",
+                         "evaluate_sae", "extract"}
+    seen = set()
+    for r in _sacct(run_id):
+        rule = re.match(r"rule_(\w+?)(_wildcards_|$)", r["Comment"])
+        if rule and rule[1] in gpu_rules:
+            seen.add(rule[1])
+            assert "gres/gpu=1" in r["ReqTRES"] and "gres/gpu=1" in r["AllocTRES"], r
+        else:
+            assert "gres/gpu" not in r["AllocTRES"], r
+    # Each got the node's (dummy) GPU, i.e. CUDA_VISIBLE_DEVICES, and, CUDA being absent here,
+    # ran on the CPU: they completed (above), with the local run's results (next test).
+    assert seen == gpu_rules & set(planned)
+
+
+def test_tables_equal_a_local_run(runs):
+    dirs, planned, proc = runs
+    for table in TABLES:
+        a = pl.read_parquet(dirs["slurm"] / "results" / "tiny" / table)
+        b = pl.read_parquet(dirs["local"] / "results" / "tiny" / table)
+        assert a.height > 0 and a.equals(b), table
+    assert planned_jobs(dirs["slurm"]) == {}  # nothing left to do
