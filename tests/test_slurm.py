@@ -27,6 +27,7 @@ from test_workflow import planned_jobs, tiny_config
 pytestmark = pytest.mark.slurm
 
 PROFILE = ROOT / "profiles" / "slurm"
+LOCAL_PROFILE = ROOT / "profiles" / "local"
 STATE = Path(os.environ.get("SLURM_STATE_DIR", "/tmp/polyglot-slurm"))
 # Wall-clock cap of each Snakemake run: a lost job status makes the plugin wait forever while
 # ignoring SIGTERM, hence `timeout -k` (SIGKILL 10 s after the SIGTERM).
@@ -123,8 +124,8 @@ def _sacct(run_id: str) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def runs(cluster, tmp_path_factory):
-    """The tiny DAG through SLURM and, side by side with it, the compared tables locally (through
-the local profile); plus the jobs Snakemake planned for the SLURM run."""
+    """The tiny DAG through SLURM and, side by side with it, the compared tables locally
+    (through the local profile); plus the jobs Snakemake planned for the SLURM run."""
     dirs = {}
     for name in ("slurm", "local"):
         dirs[name] = tmp_path_factory.mktemp(name)
@@ -132,7 +133,7 @@ the local profile); plus the jobs Snakemake planned for the SLURM run."""
     planned = planned_jobs(dirs["slurm"])
     t0 = time.monotonic()
     with ThreadPoolExecutor(1) as pool:  # the local run uses the CPUs while SLURM jobs queue
-        local = pool.submit(run_snakemake, dirs["local"], "--profile", str(ROOT / "profiles" / "local"),
+        local = pool.submit(run_snakemake, dirs["local"], "--profile", str(LOCAL_PROFILE),
                             "--cores", "2",
                             *(f"results/tiny/{t}" for t in TABLES), timeout=RUN_LIMIT_S)
         proc = _slurm_run(dirs["slurm"])

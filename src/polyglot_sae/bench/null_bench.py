@@ -177,9 +177,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{watch.peak / 2**30:.2f} GiB during it, {_peak_gib():.2f} GiB for the process "
           f"(getrusage, table generation included)")
     found = (scores["q_value"] < 0.05).fill_null(False).to_numpy()
-    print(f"score + null ({args.permutations} permutations, h={args.early_stop_hits}, "
-          f"{args.method}): {t2 - t1:.1f} s wall; peak RSS {watch.peak / 2**30:.2f} GiB during "
-          f"it, {_peak_gib():.2f} GiB for the process (getrusage)")
     print(f"{found.sum()} features bilingual at q < 0.05 ({(found & planted).sum()} of "
           f"{planted.sum()} planted; {(found & ~planted).sum()} not planted)")
     return 0
