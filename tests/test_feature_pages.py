@@ -434,3 +434,17 @@ def test_header_clicks_sort_and_csp_blocks_inline_scripts(site, inputs, tmp_path
     shown = [f for f, _, _ in rendered_rows(dom)]
     alive = [f for f in shown if bi[f] is not None and not np.isnan(bi[f])]
     assert alive == sorted(alive, key=lambda f: -bi[f]) and shown[len(alive):] == [7]
+
+
+def test_significant_features_beyond_top_n_get_pages():
+    # Ranks 0-3 are rare features the null rejects; 4 and 6 are significant, 5 is not.
+    scores = pl.DataFrame({
+        "feature_id": pl.Series(range(8), dtype=pl.UInt32),
+        "rank": pl.Series([0, 1, 2, 3, 4, 5, 6, None], dtype=pl.UInt32),
+        "q_value": [1.0, 1.0, 1.0, 1.0, 0.01, 0.2, 0.04, None],
+    })
+    assert select_features(scores, FeaturePagesConfig(top_n=2)) == [0, 1]
+    assert select_features(scores, FeaturePagesConfig(top_n=2, top_significant=1)) == [0, 1, 4]
+    assert select_features(scores, FeaturePagesConfig(top_n=2, top_significant=5)) == [0, 1, 4, 6]
+    without_null = scores.drop("q_value")
+    assert select_features(without_null, FeaturePagesConfig(top_n=2, top_significant=5)) == [0, 1]

@@ -31,7 +31,7 @@ def tiny_config(workdir, n_shards=3, **overrides):
                    "bootstrap": 3, "ablation_permutations": 49},
         "report": {"top_k": 4, "n_examples": 2, "eval_pairs": 6},
         "mcs": {"widths": [24, 96], "seeds": [1], "random_seeds": [0, 1]},
-        "pages": {"top_n": 5, "n_examples": 2},
+        "pages": {"top_n": 5, "n_examples": 2, "top_significant": 2},
         "logit_lens": {"min_count": 2, "min_share": 0.6, "null_directions": 32},
     }
     config.update(overrides)
@@ -122,7 +122,10 @@ def test_full_dag_outputs(finished):
     assert crosstab["n_features"].sum() == (~exact["dead"]).sum()
     pages = res / "tiny" / "pages" / "tiny-sae.exact"
     feature_pages = sorted((pages / "features").glob("*.html"))
-    assert len(feature_pages) == 5 and (pages / "index.html").stat().st_size > 0
+    significant = exact.filter(pl.col("q_value") < 0.05).sort("rank").head(2)["feature_id"]
+    expected = set(exact.filter(pl.col("rank") < 5)["feature_id"]) | set(significant)
+    assert {int(p.stem) for p in feature_pages} == expected
+    assert (pages / "index.html").stat().st_size > 0
     assert all("Max cosine similarity to other dictionaries" in p.read_text() for p in feature_pages)
     assert all("logit" in p.read_text().lower() for p in feature_pages)
     nu = json.loads((res / "tiny" / "monolinguality" / "tiny-sae.exact.json").read_text())

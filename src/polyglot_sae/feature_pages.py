@@ -64,6 +64,9 @@ class FeaturePagesConfig:
 
     # Features with rank < top_n (rank is 0-based among alive features) get pages.
     top_n: int = 100
+    # Also the best-ranked features with q < q_threshold (when the scores have a null), so the
+    # pages show significant features the rare, rejected ones push down the ranking.
+    top_significant: int = 0
     # Further feature ids to show whatever their rank (dead ones too), e.g. from a user's list.
     features: tuple[int, ...] = ()
     # Pairs per language section of a feature page: the top ones by that language's max activation.
@@ -81,7 +84,7 @@ class FeaturePagesConfig:
     q_threshold: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("top_n", "n_examples", "n_top_tokens"):
+        for name in ("top_n", "top_significant", "n_examples", "n_top_tokens"):
             if getattr(self, name) < 0:
                 raise InputError("config", f"feature_pages.{name}", f"{getattr(self, name)} < 0",
                                  "use a count >= 0")
@@ -235,7 +238,8 @@ def build_feature_pages(inputs: FeaturePagesInput, out_dir: str | Path,
 
 
 def select_features(scores: pl.DataFrame, config: FeaturePagesConfig) -> list[int]:
-    """The page features in page order: rank < top_n, then the listed ones, by rank (dead last)."""
+    """The page features in page order: rank < top_n, the top_significant best-ranked features
+    with q < q_threshold and the listed ones, by rank (dead last)."""
     _require(scores, "scores table", ("feature_id", "rank"))
     known = set(scores["feature_id"].to_list())
     missing = sorted(set(config.features) - known)
@@ -243,8 +247,14 @@ def select_features(scores: pl.DataFrame, config: FeaturePagesConfig) -> list[in
         raise InputError("config", "feature_pages.features",
                          f"feature ids {missing[:10]} are not in the scores table",
                          f"list ids the SAE has (0..{max(known, default=0)})")
-    chosen = scores.filter((pl.col("rank") < config.top_n)
-                           | pl.col("feature_id").is_in(list(config.features)))
+    wanted = (pl.col("rank") < config.top_n) | pl.col("feature_id").is_in(list(config.features))
+    if config.top_significant and "q_value" in scores.columns:
+        # The score's top list can be crowded with rare features the null rejects; the best
+        # ranked significant ones get pages too.
+        significant = (scores.filter(pl.col("q_value") < config.q_threshold).sort("rank")
+                       .head(config.top_significant)["feature_id"].to_list())
+        wanted = wanted | pl.col("feature_id").is_in(significant)
+    chosen = scores.filter(wanted)
     return chosen.sort(["rank", "feature_id"], nulls_last=True)["feature_id"].to_list()
 
 
