@@ -57,8 +57,8 @@ import numpy as np
 import polars as pl
 from jaxtyping import Float64, Int32, Int64
 
-from .scoring import (Rows, ScoreConfig, check_pairs, feature_chunks, load_rows, log_partitions,
-                      logit_rescale, pair_divergence, row_logits, score_rows)
+from .scoring import (Rows, ScoreConfig, check_pairs, check_request, feature_chunks, load_rows,
+                      log_partitions, logit_rescale, pair_divergence, row_logits, score_rows)
 
 # A permuted D within this fraction of the feature's divergence terms (the sum of its lone-pair
 # and silent terms) of the observed D is a tie: the same alignment summed in another order
@@ -131,7 +131,7 @@ def permutation_pvalues(maxacts: pl.DataFrame, *, n_pairs: int, d_sae: int, lang
     """The permutation null of every feature 0..d_sae-1: ``feature_id:u32, p_value:f64,
     q_value:f64, n_permutations:u32`` sorted by feature_id; p and q are null (and
     n_permutations 0) for features dead in some language."""
-    langs = _check(langs, n_pairs, score_config)
+    langs = check_request(langs, n_pairs, score_config)
     return _null(load_rows(maxacts, langs, d_sae), n_pairs=n_pairs, d_sae=d_sae,
                  method=score_config.method, config=null_config)
 
@@ -140,21 +140,12 @@ def score_with_null(maxacts: pl.DataFrame, *, n_pairs: int, d_sae: int, langs: S
                     score_config: ScoreConfig, null_config: NullConfig) -> pl.DataFrame:
     """``score_features``'s table with ``p_value`` and ``q_value`` appended (the table is read
     once for both)."""
-    langs = _check(langs, n_pairs, score_config)
+    langs = check_request(langs, n_pairs, score_config)
     rows = load_rows(maxacts, langs, d_sae)
     scores = score_rows(rows, n_pairs=n_pairs, d_sae=d_sae, config=score_config)
     null = _null(rows, n_pairs=n_pairs, d_sae=d_sae, method=score_config.method,
                  config=null_config)
     return pl.concat([scores, null.select("p_value", "q_value")], how="horizontal")
-
-
-def _check(langs: Sequence[str], n_pairs: int, score_config: ScoreConfig) -> list[str]:
-    langs = list(langs)
-    if score_config.method == "seed" and len(langs) != 2:
-        raise ValueError(f"method 'seed' compares exactly 2 languages, got {langs}")
-    if n_pairs < 1:
-        raise ValueError(f"n_pairs must be >= 1, got {n_pairs}")
-    return langs
 
 
 @dataclass

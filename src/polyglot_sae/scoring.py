@@ -135,13 +135,19 @@ def score_features(
     ``bi_score`` are null for features that never fire (method exact only; the
     seed gives them idaf -1). ``beta`` is the same on every row.
     """
+    langs = check_request(langs, n_pairs, config)
+    return score_rows(load_rows(maxacts, langs, d_sae), n_pairs=n_pairs, d_sae=d_sae,
+                      config=config)
+
+
+def check_request(langs: Sequence[str], n_pairs: int, config: ScoreConfig) -> list[str]:
+    """The languages as a list, once the request makes sense for the method."""
     langs = list(langs)
     if config.method == "seed" and len(langs) != 2:
         raise ValueError(f"method 'seed' compares exactly 2 languages, got {langs}")
     if n_pairs < 1:
         raise ValueError(f"n_pairs must be >= 1, got {n_pairs}")
-    return score_rows(load_rows(maxacts, langs, d_sae), n_pairs=n_pairs, d_sae=d_sae,
-                      config=config)
+    return langs
 
 
 def score_rows(rows: list[Rows], *, n_pairs: int, d_sae: int, config: ScoreConfig) -> pl.DataFrame:
@@ -245,10 +251,14 @@ def _counts(rows: list[Rows], d_sae: int) -> Int64[np.ndarray, "k d_sae"]:
     return np.stack([r.counts for r in rows])
 
 
+def _n_present(rows: list[Rows]) -> int:
+    """Distinct pairs on which some language fires (slots are 0..n_present-1)."""
+    return max(int(r.slot.max()) + 1 for r in rows)
+
+
 def check_pairs(rows: list[Rows], n_pairs: int) -> None:
     """The table may not hold more distinct pairs than it says it was built from."""
-    n_present = max(int(r.slot.max()) + 1 for r in rows)
-    if n_present > n_pairs:
+    if (n_present := _n_present(rows)) > n_pairs:
         raise ValueError(f"the table has {n_present} distinct pair ids but n_pairs={n_pairs}")
 
 
@@ -392,7 +402,7 @@ def _divergence(
     the divergence. Computed a chunk of features at a time, for memory.
     """
     log_z = log_partitions(rows, rescale, n_pairs, d_sae)
-    n_slots = max(int(r.slot.max()) + 1 for r in rows)
+    n_slots = _n_present(rows)
     total = np.zeros(d_sae)
     n_union = np.zeros(d_sae, dtype=np.int64)
     for lo, hi in feature_chunks(rows):

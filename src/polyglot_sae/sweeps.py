@@ -81,22 +81,24 @@ def dataset_size_ablation(maxacts: pl.DataFrame, *, pair_ids: UInt32[np.ndarray,
     # The split table has a row per (pair, language).
     order = seeded_order(np.unique(pair_ids), config.seed)
     sizes = sorted({s for s in config.sizes if s < len(order)} | {len(order)})
-    full = score_features(_subset(maxacts, order), n_pairs=len(order), d_sae=d_sae, langs=langs,
-                          config=score_config)
-    full_top = _top(full, config.top_k)
     rng = np.random.default_rng(config.seed)
 
-    def measure(ids: np.ndarray) -> tuple[int, float]:
-        scores = score_with_null(_subset(maxacts, ids), n_pairs=len(ids), d_sae=d_sae,
-                                 langs=langs, score_config=score_config, null_config=null_config)
+    def score(ids: np.ndarray) -> pl.DataFrame:
+        return score_with_null(_subset(maxacts, ids), n_pairs=len(ids), d_sae=d_sae, langs=langs,
+                               score_config=score_config, null_config=null_config)
+
+    def measure(scores: pl.DataFrame) -> tuple[int, float]:
         significant = int((scores["q_value"] < config.q_threshold).sum())
         return significant, jaccard(_top(scores, config.top_k), full_top)
 
+    # The full data is the last size and the reference of every overlap: scored once.
+    full = score(order)
+    full_top = _top(full, config.top_k)
     rows = []
     for size in sizes:
         prefix = order[:size]
-        n_sig, overlap = measure(prefix)
-        boot = np.array([measure(rng.choice(prefix, size=size, replace=True))
+        n_sig, overlap = measure(full if size == len(order) else score(prefix))
+        boot = np.array([measure(score(rng.choice(prefix, size=size, replace=True)))
                          for _ in range(config.bootstrap)]).reshape(-1, 2)
         lo, hi = (np.quantile(boot, [0.05, 0.95], axis=0) if len(boot)
                   else np.array([[n_sig, overlap], [n_sig, overlap]]))
