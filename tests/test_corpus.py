@@ -4,8 +4,9 @@ import polars as pl
 import pytest
 from conftest import SWORD_DIR, needs_sword, sample_corpus
 
-from polyglot_sae.corpus import (CorpusConfig, SplitConfig, load_pairs, seeded_order,
-                                 shard_pairs, split_ids)
+from polyglot_sae.corpus import (CorpusConfig, ShardSpec, SplitConfig, load_pairs, read_shard,
+                                 seeded_order, shard_block, shard_digest, shard_manifest,
+                                 split_ids)
 from polyglot_sae.errors import InputError
 
 
@@ -131,10 +132,46 @@ def test_split_is_disjoint_seeded_and_stable_under_growth():
     assert np.array_equal(grown[grown < 1000], old)  # new pairs slot in; old keep their order
 
 
-def test_shards_partition_the_pairs():
-    pairs = pl.DataFrame({"pair_id": np.repeat(np.arange(10, dtype=np.uint32) * 3, 2),
-                          "lang": ["en", "es"] * 10, "text": ["x"] * 20})
-    shards = [shard_pairs(pairs, 3, i) for i in range(3)]
-    assert sum(s.height for s in shards) == pairs.height
-    assert pl.concat(shards).equals(pairs)
-    assert [s["pair_id"].n_unique() for s in shards] == [3, 4, 3]
+def _pairs(ids, text="x"):
+    ids = np.asarray(ids, dtype=np.uint32)
+    return pl.DataFrame({"pair_id": np.repeat(ids, 2), "lang": ["en", "es"] * len(ids),
+                         "text": [f"{text}{i}" for i in np.repeat(ids, 2)]})
+
+
+def test_shards_are_fixed_size_blocks_in_pair_id_order():
+    pairs = _pairs(np.arange(10) * 3)
+    shards = [shard_block(pairs.reverse(), 4, i) for i in range(3)]
+    assert pl.concat(shards).equals(pairs)  # a partition, sorted, whatever the input order
+    assert [s["pair_id"].to_list()[::2] for s in shards] == [[0, 3, 6, 9], [12, 15, 18, 21], [24, 27]]
+
+
+def test_a_grown_corpus_keeps_its_full_shards():
+    old, grown = _pairs(range(10)), _pairs(range(17))
+    before, after = shard_manifest(old, 4)["shards"], shard_manifest(grown, 4)["shards"]
+    assert list(before) == ["00000", "00001", "00002"] and len(after) == 5
+    assert after["00000"] == before["00000"] and after["00001"] == before["00001"]
+    assert after["00002"] != before["00002"]  # the short last shard filled up
+    assert after["00002"]["n_pairs"] == 4 and after["00004"]["n_pairs"] == 1
+
+
+def test_shard_digest_sees_any_change_of_text_language_or_pair():
+    base = shard_digest(_pairs(range(3)))
+    assert shard_digest(_pairs(range(3)).reverse()) == base
+    assert shard_digest(_pairs(range(3), text="y")) != base
+    assert shard_digest(_pairs([0, 1, 3])) != base
+    assert shard_digest(_pairs(range(3)).with_columns(lang=pl.col("lang").replace("es", "fr"))) != base
+    # No separator ambiguity: moving a character between two texts changes the digest.
+    a = pl.DataFrame({"pair_id": [0, 0], "lang": ["en", "es"], "text": ["ab", "c"]},
+                     schema={"pair_id": pl.UInt32, "lang": pl.String, "text": pl.String})
+    assert shard_digest(a) != shard_digest(a.with_columns(text=pl.Series(["a", "bc"])))
+
+
+def test_read_shard_refuses_pairs_changed_since_planning(tmp_path):
+    path = tmp_path / "score.parquet"
+    _pairs(range(10)).write_parquet(path)
+    entry = shard_manifest(_pairs(range(10)), 4)["shards"]["00001"]
+    spec = ShardSpec(index=1, shard_pairs=4, **entry)
+    assert read_shard(path, spec)["pair_id"].unique().sort().to_list() == [4, 5, 6, 7]
+    _pairs(range(10), text="edited").write_parquet(path)
+    with pytest.raises(InputError, match=r"score\.parquet: shard 00001: its pairs changed"):
+        read_shard(path, spec)

@@ -3,17 +3,22 @@ accounting and one dummy GPU) runs the tiny DAG through `--profile profiles/slur
 have gone through sbatch, the GPU rules must have asked for and got a GPU, and the tables must
 equal those of a plain local run bit for bit.
 
+One extraction job is cancelled while it runs, as a preemption would: the profile's retries must
+resubmit it and the tables must still be the local run's.
+
 Needs root and Debian's slurm-wlm (scripts/install.sh installs it): skipped without them, except
-under CI (env CI set), where that is a failure. Starts the cluster unless it is already up (then
-leaves it running) and stops what it started at the end.
+under CI (env CI set), where that is a failure; POLYGLOT_SLURM_TESTS=0 skips it. Starts the
+cluster unless it is already up (then leaves it running) and stops what it started at the end.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,9 +51,9 @@ def _gpu_rules() -> set[str]:
 
 def _unavailable() -> str | None:
     """Why this machine cannot run the test cluster, or None."""
-    # Opt-in until the tier has run green in CI: it starts daemons and takes minutes.
-    if not os.environ.get("POLYGLOT_SLURM_TESTS"):
-        return "the slurm tier is opt-in: set POLYGLOT_SLURM_TESTS=1 (root, slurm-wlm installed)"
+    # It starts daemons and takes minutes: POLYGLOT_SLURM_TESTS=0 skips it on a workstation.
+    if os.environ.get("POLYGLOT_SLURM_TESTS") == "0":
+        return "POLYGLOT_SLURM_TESTS=0 skips the slurm tier"
     if os.geteuid() != 0:
         return "needs root to start slurmd, slurmdbd and munged (run as root, or in CI)"
     if not shutil.which("slurmctld") and not os.environ.get("CI"):
@@ -69,7 +74,7 @@ def cluster():
     """The running test cluster: started here unless it already runs, stopped if started here."""
     reason = _unavailable()
     if reason:
-        if os.environ.get("CI") and os.environ.get("POLYGLOT_SLURM_TESTS"):
+        if os.environ.get("CI") and os.environ.get("POLYGLOT_SLURM_TESTS") != "0":
             pytest.fail(f"CI must run the slurm tests: {reason}")
         pytest.skip(reason)
     t0 = time.monotonic()
@@ -125,6 +130,21 @@ def _sacct(run_id: str) -> list[dict[str, str]]:
     return [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line]
 
 
+def _cancel_one_running(rule: str, stop: threading.Event) -> str | None:
+    """Cancel the first job of `rule` seen running (scancel, as a preemption would); its id."""
+    while not stop.is_set():
+        out = subprocess.run(["squeue", "-h", "-o", "%i|%k|%T"], capture_output=True, text=True,
+                             timeout=60).stdout
+        for line in out.splitlines():
+            job_id, comment, state = line.split("|")
+            if comment.startswith(f"rule_{rule}_") and state == "RUNNING":
+                time.sleep(2)  # into the job's work, past its start
+                subprocess.run(["scancel", job_id], check=True, timeout=60)
+                return job_id
+        time.sleep(0.5)
+    return None
+
+
 @pytest.fixture(scope="module")
 def runs(cluster, tmp_path_factory):
     """The tiny DAG through SLURM and, side by side with it, the compared tables locally
@@ -135,24 +155,32 @@ def runs(cluster, tmp_path_factory):
         write_config(dirs[name], tiny_config(dirs[name]))
     planned = planned_jobs(dirs["slurm"])
     t0 = time.monotonic()
-    with ThreadPoolExecutor(1) as pool:  # the local run uses the CPUs while SLURM jobs queue
+    stop = threading.Event()
+    with ThreadPoolExecutor(2) as pool:  # the local run uses the CPUs while SLURM jobs queue
         local = pool.submit(run_snakemake, dirs["local"], "--profile", str(LOCAL_PROFILE),
                             "--cores", "2",
                             *(f"results/tiny/{t}" for t in TABLES), timeout=RUN_LIMIT_S)
-        proc = _slurm_run(dirs["slurm"])
+        cancelled = pool.submit(_cancel_one_running, "extract", stop)
+        try:
+            proc = _slurm_run(dirs["slurm"])
+        finally:
+            stop.set()
         slurm_s = time.monotonic() - t0
         local.result()
     print(f"\nslurm run {slurm_s:.0f} s; slurm + local run {time.monotonic() - t0:.0f} s")
-    return dirs, planned, proc
+    # Extraction jobs exist once the `shards` checkpoint has cut the corpus: not in the dry run.
+    manifest = json.loads((dirs["slurm"] / "results" / "toy" / "shards.json").read_text())
+    planned["extract"] = len(manifest["shards"])
+    return dirs, planned, proc, cancelled.result()
 
 
 def test_every_job_went_through_sbatch(runs):
-    dirs, planned, proc = runs
+    dirs, planned, proc, cancelled = runs
     out = proc.stdout + proc.stderr
     run_id = re.search(r"SLURM run ID: (\S+)", out)[1]
     submitted = set(re.findall(r"has been submitted with SLURM jobid (\d+)", out))
-    records = _sacct(run_id)
-    assert {r["JobIDRaw"] for r in records} == submitted and submitted
+    records = [r for r in _sacct(run_id) if r["JobIDRaw"] != cancelled]
+    assert {r["JobIDRaw"] for r in records} | {cancelled} == submitted and submitted
     assert all(r["State"] == "COMPLETED" for r in records), records
     assert {(r["Account"], r["Partition"]) for r in records} == {("polyglot", "main")}
     # The plugin comments each job `rule_<rule>[_wildcards_<values>]`, a group job (one per
@@ -169,14 +197,28 @@ def test_every_job_went_through_sbatch(runs):
             assert len(mine) == count, (rule, count, comments)
 
 
+def test_a_cancelled_job_was_resubmitted(runs):
+    dirs, planned, proc, cancelled = runs
+    assert cancelled, "no extraction job was seen running"
+    run_id = re.search(r"SLURM run ID: (\S+)", proc.stdout + proc.stderr)[1]
+    records = {r["JobIDRaw"]: r for r in _sacct(run_id)}
+    assert records[cancelled]["State"].startswith("CANCELLED"), records[cancelled]
+    again = [r for r in records.values()
+             if r["Comment"] == records[cancelled]["Comment"] and r["JobIDRaw"] != cancelled]
+    assert [r["State"] for r in again] == ["COMPLETED"], again
+    assert "Trying to restart job" in proc.stdout + proc.stderr
+
+
 def test_gpu_rules_asked_for_and_got_a_gpu(runs):
-    dirs, planned, proc = runs
+    dirs, planned, proc, cancelled = runs
     run_id = re.search(r"SLURM run ID: (\S+)", proc.stdout + proc.stderr)[1]
     gpu_rules = _gpu_rules()
     assert gpu_rules >= {"prepare_model", "cache_train_acts", "build_sae", "train_ladder_sae",
                          "evaluate_sae", "extract"}
     seen = set()
     for r in _sacct(run_id):
+        if r["JobIDRaw"] == cancelled:
+            continue
         rule = re.match(r"rule_(\w+?)(_wildcards_|$)", r["Comment"])
         if rule and rule[1] in gpu_rules:
             seen.add(rule[1])
@@ -189,7 +231,7 @@ def test_gpu_rules_asked_for_and_got_a_gpu(runs):
 
 
 def test_tables_equal_a_local_run(runs):
-    dirs, planned, proc = runs
+    dirs, planned, proc, cancelled = runs
     for table in TABLES:
         a = pl.read_parquet(dirs["slurm"] / "results" / "tiny" / table)
         b = pl.read_parquet(dirs["local"] / "results" / "tiny" / table)

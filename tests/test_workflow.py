@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -12,7 +13,7 @@ from conftest import make_jumprelu, run_snakemake, sample_corpus, write_config
 pytestmark = pytest.mark.integration
 
 
-def tiny_config(workdir, n_shards=3, **overrides):
+def tiny_config(workdir, shard_pairs=10, **overrides):
     texts = sample_corpus(48)
     files = {}
     for lang, lines in texts.items():
@@ -21,7 +22,8 @@ def tiny_config(workdir, n_shards=3, **overrides):
     config = {
         "run": "tiny",
         "corpus": {"name": "toy", "source": "files", "langs": ["en", "es"], "files": files},
-        "split": {"seed": 0, "train_pairs": 16, "score_pairs": 30, "n_shards": n_shards},
+        "split": {"seed": 0, "train_pairs": 16, "score_pairs": 30,
+                  "shard_pairs": shard_pairs},
         "model": {"name": "tiny", "source": "tiny", "tiny": {"seed": 1}},
         "extract": {"batch_size": 8, "max_tokens": 96},
         "saes": [{"id": "tiny-sae", "hook": "blocks.1.hook_resid_post", "source": "train",
@@ -38,9 +40,10 @@ def tiny_config(workdir, n_shards=3, **overrides):
     return config
 
 
-def planned_jobs(workdir) -> dict[str, int]:
-    """Jobs Snakemake would run now, from its own dry-run job table."""
-    out = run_snakemake(workdir, "-n", "--cores", "1").stdout
+def planned_jobs(workdir, *targets: str) -> dict[str, int]:
+    """Jobs Snakemake would run now (for `targets`, else the default target), from its own
+    dry-run job table."""
+    out = run_snakemake(workdir, "-n", "--cores", "1", *targets).stdout
     table = out.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in out else ""
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
 
@@ -148,25 +151,63 @@ def _edit_config(workdir, edit):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def test_beta_rank_change_reruns_only_scoring(finished, tmp_path):
-    workdir = _copy(finished, tmp_path)
-    _edit_config(workdir, lambda c: c["score"].update(beta_rank=7))
-    assert planned_jobs(workdir) == {"score": 2, "top_features": 2, "bi_curve": 2, "beta_sweep": 2,
-                                     "size_ablation": 2, "pvalue_histogram": 2,
-                                     "monolinguality": 2, "sae_sweep": 1, "summary": 1,
-                                     "mcs_bilingual": 2, "feature_pages": 2,
-                                     "logit_lens_bilingual": 2,
-                                     "page_screenshots": 2, "all": 1}
+# What each config change reruns: the README's table, row by row. Sets of rules; "all" aside.
+READS_SCORES = {"score", "top_features", "bi_curve", "pvalue_histogram", "monolinguality",
+                "mcs_bilingual", "logit_lens_bilingual", "feature_pages", "page_screenshots",
+                "sae_sweep", "summary"}
+READS_ACTS = READS_SCORES | {"reduce", "activation_share", "beta_sweep", "size_ablation",
+                             "logit_lens"}
+READS_SAE = READS_ACTS | {"build_sae", "train_ladder_sae", "evaluate_sae", "extract", "mcs"}
+CONFIG_RERUNS = [
+    ("score.beta_rank", {"score": {"beta_rank": 7}}, READS_SCORES | {"beta_sweep", "size_ablation"}),
+    ("score.permutations", {"score": {"permutations": 49}}, READS_SCORES),
+    ("sweeps.beta_ranks", {"sweeps": {"beta_ranks": [2, 4]}}, {"beta_sweep"}),
+    ("sweeps.ablation_sizes", {"sweeps": {"ablation_sizes": [5, 15], "bootstrap": 2}},
+     {"size_ablation"}),
+    ("sweeps.top_k", {"sweeps": {"top_k": 3}}, {"beta_sweep", "size_ablation"}),
+    ("mcs.widths", {"mcs": {"widths": [24, 48]}},
+     {"train_ladder_sae", "mcs", "mcs_bilingual", "feature_pages", "page_screenshots"}),
+    ("logit_lens.null_directions", {"logit_lens": {"null_directions": 16}},
+     {"logit_lens", "logit_lens_bilingual", "feature_pages", "page_screenshots"}),
+    ("pages.top_n", {"pages": {"top_n": 4}}, {"feature_pages", "page_screenshots"}),
+    ("report.top_k", {"report": {"top_k": 3}}, {"top_features", "summary"}),
+    # Extraction jobs are planned after the `shards` checkpoint, so a dry run cannot list them.
+    ("split.shard_pairs", {"split": {"shard_pairs": 30}}, READS_ACTS | {"shards"}),
+    ("split.score_pairs", {"split": {"score_pairs": 25}},
+     READS_ACTS | {"split", "shards", "evaluate_sae"}),
+    ("saes[].train", {"saes": {"lr": 1.0e-3}}, READS_SAE),
+    ("extract", {"extract": {"batch_size": 4}}, READS_SAE | {"cache_train_acts"}),
+]
 
 
-@pytest.mark.parametrize("edit, rerun", [
-    ({"beta_ranks": [2, 4]}, "beta_sweep"),
-    ({"ablation_sizes": [5, 15], "bootstrap": 2}, "size_ablation"),
-])
-def test_sweep_settings_rerun_only_that_sweep(finished, tmp_path, edit, rerun):
+def _apply(config, edit):
+    for section, values in edit.items():
+        target = config["saes"][0]["train"] if section == "saes" else config[section]
+        target.update(values)
+
+
+@pytest.mark.parametrize("edit, rerun", [c[1:] for c in CONFIG_RERUNS],
+                         ids=[c[0] for c in CONFIG_RERUNS])
+def test_config_change_reruns_exactly_its_stages(finished, tmp_path, edit, rerun):
     workdir = _copy(finished, tmp_path)
-    _edit_config(workdir, lambda c: c.setdefault("sweeps", {}).update(edit))
-    assert planned_jobs(workdir) == {rerun: 2, "all": 1}
+    _edit_config(workdir, lambda c: _apply(c, edit))
+    jobs = planned_jobs(workdir)
+    assert set(jobs) - {"all"} == rerun
+    if "mcs" in edit:
+        assert jobs["train_ladder_sae"] == 1  # only the new width; the scored SAE is kept
+    if "split" in edit:
+        assert jobs.get("split", 0) <= 1  # the training pairs do not depend on the scored ones
+
+
+def test_grown_corpus_file_reruns_the_corpus(finished, tmp_path):
+    workdir = _copy(finished, tmp_path)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    for lang, path in config["corpus"]["files"].items():
+        line = {"en": "One more line.", "es": "Una línea más."}[lang]
+        (workdir / Path(path).name).write_text(Path(path).read_text() + line + "\n")
+        config["corpus"]["files"][lang] = str(workdir / Path(path).name)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert {"corpus", "split", "shards"} <= set(planned_jobs(workdir))
 
 
 def test_one_and_three_shards_give_identical_tables(finished, tmp_path):
@@ -174,10 +215,12 @@ def test_one_and_three_shards_give_identical_tables(finished, tmp_path):
     res = workdir / "results" / "tiny"
     before = {p: pl.read_parquet(res / p) for p in
               ("maxacts/tiny-sae.parquet", "scores/tiny-sae.exact.parquet", "scores/tiny-sae.seed.parquet")}
-    _edit_config(workdir, lambda c: c["split"].update(n_shards=1))
+    _edit_config(workdir, lambda c: c["split"].update(shard_pairs=30))
     jobs = planned_jobs(workdir)
-    assert "build_sae" not in jobs and "cache_train_acts" not in jobs and jobs["extract"] == 1
+    assert "build_sae" not in jobs and "cache_train_acts" not in jobs and jobs["shards"] == 1
     run_snakemake(workdir, "--cores", "2", timeout=1200)
+    assert json.loads((workdir / "results" / "toy" / "shards.json").read_text())[
+        "shards"]["00000"]["n_pairs"] == 30
     for path, table in before.items():
         assert pl.read_parquet(res / path).equals(table), path
 
@@ -224,5 +267,7 @@ def test_seed_preset_builds_its_dag(tmp_path):
 
     shutil.copy(ROOT / "configs" / "seed-gemma2-opus-books.yaml", tmp_path / "config.yaml")
     jobs = planned_jobs(tmp_path)
-    assert jobs["extract"] == 16 and jobs["build_sae"] == 1 and jobs["score"] == 2
+    # Extraction jobs are planned once the `shards` checkpoint has cut the corpus.
+    assert jobs["shards"] == 1 and "extract" not in jobs
+    assert jobs["build_sae"] == 1 and jobs["score"] == 2
     assert "cache_train_acts" not in jobs  # a pretrained SAE needs no training activations

@@ -4,11 +4,12 @@ written to a temporary name beside the target and renamed into place."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ def atomic_target(path: str | Path) -> tuple[Path, Path]:
     """A temp path beside `path` (same filesystem, so the final rename is atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A writer killed mid-write (SIGKILL, OOM, preemption) leaves its temp file behind; the next
+    # writer of the same target removes it (one job writes a target at a time).
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     return path, Path(tmp)
@@ -58,20 +63,49 @@ def write_parquet(
 ) -> Path:
     """Write zstd Parquet with provenance in the schema metadata, atomically."""
     arrow = table.to_arrow() if isinstance(table, pl.DataFrame) else table
-    if metadata is not None:
-        merged = dict(arrow.schema.metadata or {})
-        merged[META_KEY] = json.dumps(metadata, sort_keys=True, default=str).encode()
-        arrow = arrow.replace_schema_metadata(merged)
+    arrow = arrow.replace_schema_metadata(_with_provenance(arrow.schema, metadata))
     with atomic_file(path) as tmp:
-        pq.write_table(
-            arrow,
-            tmp,
-            compression="zstd",
-            row_group_size=row_group_size,
-            use_byte_stream_split=byte_stream_split or False,
-            use_dictionary=[c for c in arrow.column_names if c not in (byte_stream_split or [])],
-        )
+        pq.write_table(arrow, tmp, row_group_size=row_group_size,
+                       **_encodings(arrow.column_names, byte_stream_split))
     return Path(path)
+
+
+def write_parquet_parts(
+    parts: Iterable[pl.DataFrame],
+    path: str | Path,
+    schema: Mapping[str, pl.DataType],
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    row_group_size: int = 512 * 1024,
+    byte_stream_split: list[str] | None = None,
+) -> int:
+    """Write a table arriving in parts (each cast to `schema`) as one Parquet file, atomically,
+    holding one part in memory at a time; the rows written."""
+    arrow_schema = pl.DataFrame(schema=dict(schema)).to_arrow().schema
+    arrow_schema = arrow_schema.with_metadata(_with_provenance(arrow_schema, metadata))
+    rows = 0
+    with atomic_file(path) as tmp:
+        with pq.ParquetWriter(tmp, arrow_schema,
+                              **_encodings(arrow_schema.names, byte_stream_split)) as writer:
+            for part in parts:
+                writer.write_table(part.cast(dict(schema)).to_arrow().cast(arrow_schema),
+                                   row_group_size=row_group_size)
+                rows += part.height
+    return rows
+
+
+def _with_provenance(schema: pa.Schema, metadata: Mapping[str, Any] | None) -> dict:
+    merged = dict(schema.metadata or {})
+    if metadata is not None:
+        merged[META_KEY] = json.dumps(metadata, sort_keys=True, default=str).encode()
+    return merged
+
+
+def _encodings(columns: list[str], byte_stream_split: list[str] | None) -> dict[str, Any]:
+    """zstd; byte-stream-split for float columns that compress badly otherwise, dictionaries
+    for the rest."""
+    return {"compression": "zstd", "use_byte_stream_split": byte_stream_split or False,
+            "use_dictionary": [c for c in columns if c not in (byte_stream_split or [])]}
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

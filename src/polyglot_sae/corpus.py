@@ -8,6 +8,7 @@ cleaned corpus, so they are stable as long as the source is.
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,15 +208,61 @@ def split_ids(pair_ids: np.ndarray, cfg: SplitConfig, part: Literal["train", "sc
     return np.sort(chosen)
 
 
-def shard_bounds(n: int, n_shards: int) -> list[tuple[int, int]]:
-    """Contiguous, near-equal [start, end) ranges covering 0..n."""
-    edges = np.linspace(0, n, n_shards + 1).round().astype(int)
-    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+def n_shards(n_pairs: int, shard_pairs: int) -> int:
+    """Shards of `shard_pairs` pairs (the last one may be short) covering `n_pairs` pairs."""
+    return -(-n_pairs // shard_pairs)
 
 
-def shard_pairs(pairs: pl.DataFrame, n_shards: int, shard: int) -> pl.DataFrame:
-    """Shard `shard` of the pairs sorted by pair id: a pure function of (pairs, n_shards)."""
+def shard_block(pairs: pl.DataFrame, shard_pairs: int, shard: int) -> pl.DataFrame:
+    """Shard `shard`: the pairs ranked [shard * shard_pairs, (shard + 1) * shard_pairs) by pair id.
+
+    Fixed-size blocks in pair-id order, not a split into a fixed number of parts: pairs appended
+    to a corpus get new, larger ids, so they fill the last block and new ones and leave every
+    earlier shard (and its extraction) as it was."""
     ids = np.sort(pairs["pair_id"].unique().to_numpy())
-    start, end = shard_bounds(len(ids), n_shards)[shard]
-    chosen = ids[start:end]
+    chosen = ids[shard * shard_pairs : (shard + 1) * shard_pairs]
     return pairs.filter(pl.col("pair_id").is_in(chosen)).sort("pair_id", "lang")
+
+
+def shard_digest(pairs: pl.DataFrame) -> str:
+    """A content hash of a shard's pairs (ids, languages, texts): extraction reruns exactly when
+    it changes, whatever happened to the file the shard was cut from."""
+    digest = hashlib.sha256()
+    for pair_id, lang, text in pairs.sort("pair_id", "lang").select("pair_id", "lang", "text").iter_rows():
+        digest.update(f"{pair_id}\t{lang}\t{len(text)}\t{text}\n".encode())
+    return digest.hexdigest()
+
+
+def shard_id(shard: int) -> str:
+    return f"{shard:05d}"
+
+
+def shard_manifest(pairs: pl.DataFrame, shard_pairs: int) -> dict:
+    """Every shard of `pairs` with its pair count and content digest (what extraction depends on)."""
+    n = n_shards(pairs["pair_id"].n_unique(), shard_pairs)
+    shards = {}
+    for i in range(n):
+        block = shard_block(pairs, shard_pairs, i)
+        shards[shard_id(i)] = {"n_pairs": block["pair_id"].n_unique(), "digest": shard_digest(block)}
+    return {"shard_pairs": shard_pairs, "shards": shards}
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One extraction job's pairs, as the `shards` manifest described them."""
+
+    index: int  # block number in pair-id order
+    shard_pairs: int  # pairs per block
+    digest: str  # shard_digest of the block when the manifest was written
+    n_pairs: int = 0  # pairs in the block (the last block may be short)
+
+
+def read_shard(path: str | Path, spec: ShardSpec) -> pl.DataFrame:
+    """The shard's pairs, checked against the manifest: a split file rewritten after the DAG was
+    planned must not be extracted under the old shard's name."""
+    block = shard_block(pl.read_parquet(path), spec.shard_pairs, spec.index)
+    if shard_digest(block) != spec.digest:
+        raise InputError(str(path), f"shard {shard_id(spec.index)}",
+                         "its pairs changed after the workflow planned this job",
+                         "run snakemake again: it re-plans the shards from the current split")
+    return block

@@ -1,12 +1,11 @@
 # Paths, wildcard constraints and the per-rule parameter dicts (one dict per rule, so that
 # Snakemake's params tracking reruns exactly what a config change affects).
+import json
 from pathlib import Path
 
 RUN = config["run"]
 CORPUS = config["corpus"]["name"]
 MODEL = config["model"]["name"]
-N_SHARDS = config["split"]["n_shards"]
-SHARDS = [f"{i}-of-{N_SHARDS}" for i in range(N_SHARDS)]
 SAES = {s["id"]: s for s in config["saes"]}
 METHODS = config["score"]["methods"]
 ENV = "../../envs/polyglot-sae.yaml"
@@ -15,7 +14,7 @@ SUMMARY = f"results/{RUN}/summary.md"
 
 wildcard_constraints:
     sae=r"[A-Za-z0-9_-]+",
-    shard=r"\d+-of-\d+",
+    shard=r"\d{5}",
     method="exact|seed",
     model=r"[A-Za-z0-9_.-]+",
     corpus=r"[A-Za-z0-9_.-]+",
@@ -23,13 +22,44 @@ wildcard_constraints:
     hook=r"[A-Za-z0-9_.]+",
 
 
-def split_params():
+def split_params(wildcards):
+    """What each part depends on: the training pairs not on how many pairs are scored."""
     s = config["split"]
-    return {
-        "seed": s["seed"],
-        "train_pairs": s["train_pairs"],
-        "score_pairs": s["score_pairs"],
-    }
+    params = {"seed": s["seed"], "train_pairs": s["train_pairs"]}
+    if wildcards.part == "score":
+        params["score_pairs"] = s["score_pairs"]
+    return params
+
+
+def corpus_sources(wildcards):
+    """Local corpus files, so that editing or growing them reruns the corpus (SWORD modules are
+    system packages, the hub is not a file)."""
+    c = config["corpus"]
+    if c["source"] == "files":
+        return dict(c["files"])
+    if c["source"] == "opus_books" and c.get("opus", {}).get("local_path"):
+        return {"opus": c["opus"]["local_path"]}
+    return {}
+
+
+def shard_manifest():
+    """The scored pairs' shards (id -> pair count and content digest), written by the `shards`
+    checkpoint: their number depends on the corpus, so the DAG grows once it is known.
+    """
+    with open(checkpoints.shards.get(corpus=CORPUS).output.manifest) as f:
+        return json.load(f)["shards"]
+
+
+def shard_files(kind):
+    """Input function: one SAE's per-shard files of `kind` (acts or tokens)."""
+
+    def files(wildcards):
+        return [
+            f"results/{wildcards.run}/{kind}/{wildcards.sae}/{shard}.parquet"
+            for shard in shard_manifest()
+        ]
+
+    return files
 
 
 def sae_entry(wildcards):

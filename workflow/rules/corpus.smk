@@ -1,4 +1,6 @@
 rule corpus:
+    input:
+        unpack(corpus_sources),
     output:
         pairs="results/{corpus}/pairs.parquet",
         refs="results/{corpus}/refs.parquet",
@@ -29,21 +31,23 @@ rule split:
     conda:
         ENV
     params:
-        cfg=split_params(),
+        cfg=split_params,
     script:
         "../scripts/split.py"
 
 
-rule shard:
+checkpoint shards:
     input:
         pairs="results/{corpus}/split/score.parquet",
     output:
-        pairs="results/{corpus}/shards/{shard}.parquet",
+        manifest="results/{corpus}/shards.json",
     log:
-        "logs/{corpus}/shard_{shard}.log",
+        "logs/{corpus}/shards.log",
     benchmark:
-        "benchmarks/{corpus}/shard_{shard}.tsv"
+        "benchmarks/{corpus}/shards.tsv"
     conda:
         ENV
+    params:
+        shard_pairs=config["split"]["shard_pairs"],
     script:
-        "../scripts/shard.py"
+        "../scripts/shards.py"

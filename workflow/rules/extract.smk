@@ -2,7 +2,9 @@ rule extract:
     input:
         model=f"resources/models/{MODEL}",
         sae=f"resources/saes/{MODEL}/{{sae}}",
-        pairs=f"results/{CORPUS}/shards/{{shard}}.parquet",
+        # Not its timestamp but its content decides (params `shard`): a rewritten split with the
+        # same pairs in this shard must not rerun the extraction.
+        pairs=ancient(f"results/{CORPUS}/split/score.parquet"),
     output:
         acts="results/{run}/acts/{sae}/{shard}.parquet",
         tokens="results/{run}/tokens/{sae}/{shard}.parquet",
@@ -17,6 +19,11 @@ rule extract:
         cfg=lambda w: {
             "hook": sae_entry(w)["hook"],
             "sae_id": w.sae,
+            "shard": {
+                "index": int(w.shard),
+                "shard_pairs": config["split"]["shard_pairs"],
+                **shard_manifest()[w.shard],
+            },
             "langs": config["corpus"]["langs"],
             "extract": config["extract"],
         },

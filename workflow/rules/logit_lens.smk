@@ -2,7 +2,7 @@ rule logit_lens:
     input:
         model=f"resources/models/{MODEL}",
         sae=f"resources/saes/{MODEL}/{{sae}}",
-        tokens=expand("results/{{run}}/tokens/{{sae}}/{shard}.parquet", shard=SHARDS),
+        tokens=shard_files("tokens"),
     output:
         stats="results/{run}/logit_lens/{sae}.stats.parquet",
         enrichment="results/{run}/logit_lens/{sae}.enrichment.parquet",

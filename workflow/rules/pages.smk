@@ -2,8 +2,8 @@ rule feature_pages:
     input:
         unpack(page_extras),
         scores="results/{run}/scores/{sae}.{method}.parquet",
-        acts=expand("results/{{run}}/acts/{{sae}}/{shard}.parquet", shard=SHARDS),
-        tokens=expand("results/{{run}}/tokens/{{sae}}/{shard}.parquet", shard=SHARDS),
+        acts=shard_files("acts"),
+        tokens=shard_files("tokens"),
         refs=f"results/{CORPUS}/refs.parquet",
     output:
         pages=directory("results/{run}/pages/{sae}.{method}"),

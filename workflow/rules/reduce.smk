@@ -1,6 +1,6 @@
 rule reduce:
     input:
-        acts=expand("results/{{run}}/acts/{{sae}}/{shard}.parquet", shard=SHARDS),
+        acts=shard_files("acts"),
     output:
         maxacts="results/{run}/maxacts/{sae}.parquet",
     log:

@@ -26,8 +26,8 @@ rule top_features:
     input:
         scores="results/{run}/scores/{sae}.{method}.parquet",
         maxacts="results/{run}/maxacts/{sae}.parquet",
-        acts=expand("results/{{run}}/acts/{{sae}}/{shard}.parquet", shard=SHARDS),
-        tokens=expand("results/{{run}}/tokens/{{sae}}/{shard}.parquet", shard=SHARDS),
+        acts=shard_files("acts"),
+        tokens=shard_files("tokens"),
         refs=f"results/{CORPUS}/refs.parquet",
     output:
         table="results/{run}/top_features/{sae}.{method}.parquet",

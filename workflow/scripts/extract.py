@@ -1,13 +1,15 @@
 import polars as pl
 
+from polyglot_sae.corpus import ShardSpec, read_shard
 from polyglot_sae.extract import ExtractConfig, extract_shard
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
 with rule_log(snakemake) as log:
     p = snakemake.params.cfg
+    pairs = read_shard(snakemake.input.pairs, from_mapping(ShardSpec, p["shard"]))
     n = extract_shard(
         model_dir=snakemake.input.model, sae_dir=snakemake.input.sae, hook=p["hook"],
-        sae_id=p["sae_id"], langs=p["langs"], pairs=pl.read_parquet(snakemake.input.pairs),
+        sae_id=p["sae_id"], langs=p["langs"], pairs=pairs,
         cfg=from_mapping(ExtractConfig, p["extract"]),
         acts_path=snakemake.output.acts, tokens_path=snakemake.output.tokens,
         desc=f"{snakemake.wildcards.sae} {snakemake.wildcards.shard}",
