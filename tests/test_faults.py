@@ -156,6 +156,7 @@ def test_grown_corpus_extracts_only_new_shards_and_matches_a_fresh_run(reference
 
     # From scratch on the grown corpus, in one shard: the same tables, bit for bit.
     fresh = tmp_path / "fresh"
+    fresh.mkdir()
     write_config(fresh, cluster_config(fresh, n_pairs=GROWN_PAIRS, shard_pairs=GROWN_PAIRS))
     run_snakemake(fresh, "--cores", "2", *TARGETS, timeout=1200)
     assert len(list(acts_dir(fresh).glob("*.parquet"))) == 1
