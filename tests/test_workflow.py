@@ -62,7 +62,7 @@ def test_full_dag_outputs(finished):
     pairs = pl.read_parquet(res / "toy" / "pairs.parquet")
     assert pairs.schema == {"pair_id": pl.UInt32, "lang": pl.String, "text": pl.String}
     assert pairs.height == 96
-    acts = pl.read_parquet(res / "tiny" / "acts" / "tiny-sae" / "0-of-3.parquet")
+    acts = pl.read_parquet(res / "tiny" / "acts" / "tiny-sae" / "00000.parquet")
     assert acts.schema == {"pair_id": pl.UInt32, "lang": pl.String, "token_pos": pl.UInt16,
                            "feature_id": pl.UInt32, "value": pl.Float32}
     assert (acts["value"] > 0).all() and (acts["token_pos"] > 0).all()
@@ -135,7 +135,7 @@ def test_full_dag_outputs(finished):
     assert -1 <= nu["rho"] <= 1 and nu["n_features"] > 4
     summary = (res / "tiny" / "summary.md").read_text()
     assert "Top 4 features: tiny-sae, method exact" in summary and summary in proc.stdout
-    assert (workdir / "logs" / "tiny" / "extract" / "tiny-sae" / "0-of-3.log").read_text()
+    assert (workdir / "logs" / "tiny" / "extract" / "tiny-sae" / "00000.log").read_text()
     assert planned_jobs(workdir) == {}  # nothing left to do
 
 
