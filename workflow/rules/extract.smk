@@ -5,6 +5,8 @@ rule extract:
         # Not its timestamp but its content decides (params `shard`): a rewritten split with the
         # same pairs in this shard must not rerun the extraction.
         pairs=ancient(f"results/{CORPUS}/split/score.parquet"),
+        # Read by params (the shard's digest); a job run elsewhere (SLURM) re-reads it there.
+        manifest=ancient(f"results/{CORPUS}/shards.json"),
     output:
         acts="results/{run}/acts/{sae}/{shard}.parquet",
         tokens="results/{run}/tokens/{sae}/{shard}.parquet",
