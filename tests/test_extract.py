@@ -5,11 +5,12 @@ import stat
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import make_jumprelu, sample_corpus
 
-from polyglot_sae.extract import ExtractConfig, extract_sparse, token_table, tokenize
+from polyglot_sae.extract import ACTS_SCHEMA, ExtractConfig, extract_sparse, token_table, tokenize
 from polyglot_sae.atomic_io import read_metadata, write_parquet
 from polyglot_sae.reduce import reduce_max
 
@@ -138,3 +139,174 @@ def test_sae_quality_against_direct_computation(tiny_model, sae, pairs):
         np.testing.assert_allclose(q["l0"], float((feats > 0).sum(1).float().mean()), rtol=1e-6)
         np.testing.assert_allclose(q["ce_clean"], losses / n_pred, rtol=1e-4)
         assert q["ce_spliced"] != q["ce_clean"]
+
+
+def _acts(model, sae, pairs, **cfg):
+    return extract_sparse(model, sae, HOOK, pairs, ExtractConfig(**cfg))
+
+
+def test_results_do_not_depend_on_batches_or_input_order(tiny_model, sae, pairs):
+    """Each sentence runs alone as far as the model can tell (causal attention, right padding),
+    and the output order is fixed by sort keys, not by the batches."""
+    ref = _acts(tiny_model, sae, pairs, batch_size=1)
+    shuffled = pairs.sample(fraction=1.0, shuffle=True, seed=3)
+    assert not shuffled.equals(pairs)
+    for got in (_acts(tiny_model, sae, pairs, batch_size=24),
+                _acts(tiny_model, sae, pairs, batch_size=5),
+                _acts(tiny_model, sae, pairs, batch_tokens=120),
+                _acts(tiny_model, sae, shuffled, batch_size=7)):
+        assert got.select(pl.exclude("value")).equals(ref.select(pl.exclude("value")))
+        np.testing.assert_allclose(got["value"].to_numpy(), ref["value"].to_numpy(), rtol=1e-5,
+                                   atol=1e-6)
+    keys = ref.select("pair_id", "lang", "token_pos", "feature_id")
+    assert keys.equals(keys.sort(keys.columns)) and not keys.is_duplicated().any()
+
+
+def test_length_batches_cover_every_sentence_once_within_budget():
+    from polyglot_sae.extract import length_batches
+
+    lengths = [5, 1, 9, 3, 3, 40, 7, 2, 9]
+    for batch_size, budget in ((4, None), (1, None), (32, 18), (32, 9), (32, 1)):
+        batches = length_batches(lengths, batch_size, budget)
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+        flat = [lengths[i] for b in batches for i in b]
+        assert flat == sorted(flat)  # length-sorted, so little padding
+        for b in batches:
+            if budget is None:
+                assert len(b) <= batch_size
+            else:  # within budget unless one sentence alone exceeds it
+                assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= budget
+    assert length_batches(lengths, 32, 18) == [[1, 7, 3, 4], [0, 6], [2, 8], [5]]
+
+
+def test_special_tokens_never_kept(tiny_model, sae):
+    """EOS inside a sentence and BOS are excluded wherever they sit."""
+    from polyglot_sae.extract import Sentence, sparse_activations
+
+    tok = tiny_model.tokenizer
+    ids = tok("The king and the river")["input_ids"]
+    sentences = [Sentence(0, "en", ids), Sentence(1, "en", ids[:3] + [tok.eos_token_id] + ids[3:])]
+    acts = sparse_activations(tiny_model, sae, HOOK, sentences, ExtractConfig(batch_size=2))
+    positions = set(acts.filter(pl.col("pair_id") == 1)["token_pos"].to_list())
+    assert 3 not in positions and 0 not in positions and len(positions) > 5
+    assert set(acts.filter(pl.col("pair_id") == 0)["token_pos"].to_list()) > {1, 2, 4}
+
+
+def test_duplicate_sentences_refused(tiny_model, sae):
+    from polyglot_sae.extract import Sentence, sparse_activations
+
+    s = Sentence(0, "en", [2, 50, 60])
+    with pytest.raises(ValueError, match="once"):
+        sparse_activations(tiny_model, sae, HOOK, [s, s], ExtractConfig())
+    empty = sparse_activations(tiny_model, sae, HOOK, [], ExtractConfig())
+    assert empty.height == 0 and empty.schema == ACTS_SCHEMA
+
+
+def test_hook_batches_leave_no_hook_or_inference_mode_between_batches(tiny_model, pairs):
+    """The caller runs its own passes between batches (sae_eval splices the SAE in)."""
+    from polyglot_sae.extract import hook_batches
+
+    sentences = tokenize(tiny_model.tokenizer, pairs, 256)
+    seen = 0
+    for b in hook_batches(tiny_model, HOOK, sentences, 8):
+        assert not torch.is_inference_mode_enabled()
+        assert not any(hp.fwd_hooks for hp in tiny_model.hook_dict.values())
+        _, cache = tiny_model.run_with_cache(b.tokens, names_filter=HOOK)
+        assert torch.equal(b.acts, cache[HOOK])
+        assert [sentences[i] for i in b.index] == b.sentences
+        seen += len(b.sentences)
+    assert seen == len(sentences)
+
+
+def test_encoder_layout_only_changes_for_cpu_bfloat16(tiny_model):
+    from polyglot_sae.extract import _encoder_transposed
+
+    fp32 = make_jumprelu(tiny_model.cfg.d_model, 48)
+    _encoder_transposed(fp32)
+    assert fp32.W_enc.is_contiguous()  # float32 results must stay bit for bit
+    bf16 = make_jumprelu(tiny_model.cfg.d_model, 48).to(torch.bfloat16)
+    before = bf16.W_enc.detach().clone()
+    x = torch.randn(7, tiny_model.cfg.d_model)
+    with torch.no_grad():
+        _encoder_transposed(bf16)
+        assert bf16.W_enc.stride() == (1, bf16.W_enc.shape[0])
+        assert torch.equal(bf16.W_enc, before)
+        torch.testing.assert_close((x.bfloat16() @ bf16.W_enc).float(), x @ fp32.W_enc,
+                                   rtol=0.02, atol=0.02)
+
+
+def test_bfloat16_agrees_with_float32(tiny_model_dir, pairs):
+    """The bf16 option: values still written as float32, maxima within bf16's precision of the
+    float32 ones, and nearly the same (pair, lang, feature) rows."""
+    from polyglot_sae.models import load_model
+
+    fp32 = load_model(tiny_model_dir)
+    bf16 = load_model(tiny_model_dir, dtype=torch.bfloat16)
+    sae32 = make_jumprelu(fp32.cfg.d_model, 48)
+    sae16 = make_jumprelu(fp32.cfg.d_model, 48).to(torch.bfloat16)
+    a = _acts(fp32, sae32, pairs, batch_size=8)
+    b = _acts(bf16, sae16, pairs, batch_size=8, dtype="bfloat16")
+    assert b.schema == ACTS_SCHEMA and b.height > 0
+    keys = ["pair_id", "lang", "feature_id"]
+    ma, mb = (t.group_by(keys).agg(pl.col("value").max()) for t in (a, b))
+    both = ma.join(mb, on=keys, suffix="_bf16")
+    assert both.height >= 0.9 * max(ma.height, mb.height)
+    rel = ((both["value_bf16"] - both["value"]).abs() / both["value"]).to_numpy()
+    assert np.median(rel) < 0.02 and rel.max() < 0.5
+    assert not np.array_equal(both["value"].to_numpy(), both["value_bf16"].to_numpy())
+
+
+def test_blocks_written_by_the_writer_thread_equal_one_table(tiny_model, sae, pairs, tmp_path):
+    """Small blocks: several are sorted and written by the writer thread while the model runs
+    the next; the file holds exactly the table computed in one go, with its provenance."""
+    from polyglot_sae.extract import sparse_activations, write_sparse_activations
+
+    sentences = tokenize(tiny_model.tokenizer, pairs, 256)
+    whole = sparse_activations(tiny_model, sae, HOOK, sentences, ExtractConfig(batch_size=4))
+    blocks = sparse_activations(tiny_model, sae, HOOK, sentences, ExtractConfig(batch_size=4),
+                                chunk_tokens=150)
+    assert blocks.equals(whole)
+    path = tmp_path / "acts.parquet"
+    rows = write_sparse_activations(tiny_model, sae, HOOK, sentences, ExtractConfig(batch_size=4),
+                                    path, {"n_pairs": 12}, chunk_tokens=150)
+    assert rows == whole.height and pl.read_parquet(path).equals(whole)
+    assert read_metadata(path) == {"n_pairs": 12}
+    assert pq.ParquetFile(path).metadata.num_row_groups > 3  # one or more per block
+
+
+def test_writer_thread_leaves_no_partial_file(tiny_model, pairs, tmp_path, monkeypatch):
+    """The model failing after blocks were written, or the writer failing: the error reaches
+    the caller, nothing hangs, and no file (finished-looking or temporary) is left."""
+    from polyglot_sae import atomic_io
+    from polyglot_sae.extract import write_sparse_activations
+
+    sentences = tokenize(tiny_model.tokenizer, pairs, 256)
+    failing = make_jumprelu(tiny_model.cfg.d_model, 48)
+    calls = {"n": 0}
+    encode = failing.encode
+
+    def encode_then_fail(x):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise RuntimeError("out of memory")
+        return encode(x)
+
+    failing.encode = encode_then_fail
+    written = []
+    monkeypatch.setattr(atomic_io.pq.ParquetWriter, "write_table",
+                        lambda self, table, **kw: written.append(table.num_rows))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        write_sparse_activations(tiny_model, failing, HOOK, sentences, ExtractConfig(batch_size=4),
+                                 tmp_path / "a.parquet", {}, chunk_tokens=150)
+    assert written  # blocks had reached the file before the failure
+    assert list(tmp_path.iterdir()) == []
+
+    def disk_full(self, table, **kw):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomic_io.pq.ParquetWriter, "write_table", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        write_sparse_activations(tiny_model, make_jumprelu(tiny_model.cfg.d_model, 48), HOOK,
+                                 sentences, ExtractConfig(batch_size=4), tmp_path / "b.parquet",
+                                 {}, chunk_tokens=150)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,188 @@
+"""Extraction at Gemma-2-2B scale: tokens/s and model-FLOP utilisation (MFU) of the engine.
+
+    python -m polyglot_sae.bench gpu_extract                        # CUDA: 26 layers, hook 20, bf16
+    python -m polyglot_sae.bench gpu_extract --layers 2 --pairs 8   # a CPU smoke run, tiny
+
+The model is TransformerLens' HookedTransformer built from its own ``google/gemma-2-2b`` config
+(no hub access; random weights), the SAE a 16k-latent sae-lens JumpReLUSAE at
+``blocks.20.hook_resid_post`` (the seed's GemmaScope SAE's shape) with random encoder weights and
+per-latent thresholds set on a calibration batch so that each token fires ``--l0`` latents on
+average. Sentences are random token ids with BOS first, lengths log-normal around 32 tokens
+(clipped to 8..128), like the seed's OPUS Books sentences; pairs of two sentences.
+
+Timed: ``extract.write_sparse_activations`` as the extract job runs it (forward to the hook layer,
+SAE on the real tokens, nonzero, each block's rows sorted and written to Parquet by the writer
+thread while the next block runs) and, separately, the forward passes alone on the same
+batches. Model FLOPs: 2 x the parameters of the blocks run per token (BOS included, padding
+not), attention 4 x n_heads x d_head per causal query-key pair, and the SAE encoder
+2 x d_in x d_sae per real token. MFU = FLOPs / seconds / ``--peak-tflops`` (default on CUDA:
+989, the H100 SXM's dense bf16 peak).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..extract import (ExtractConfig, Sentence, length_batches, padded_tokens, sparse_activations,
+                       write_sparse_activations)
+from ..models import stop_layer
+
+H100_BF16_TFLOPS = 989.0
+PAD, EOS, BOS = 0, 1, 2  # Gemma's ids
+
+
+def build_model(layers: int | None, dtype: torch.dtype, device: str):
+    """Gemma-2-2B's shape from TransformerLens' offline config table, random weights."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens.loading_from_pretrained import get_pretrained_model_config
+
+    cfg = get_pretrained_model_config("google/gemma-2-2b", dtype=dtype).to_dict()
+    cfg.update(tokenizer_name=None, init_weights=True, device=device, seed=0)
+    if layers is not None:
+        cfg["n_layers"] = layers
+    with torch.device(device):
+        model = HookedTransformer(HookedTransformerConfig.from_dict(cfg))
+    return model.eval()
+
+
+def build_sae(d_in: int, d_sae: int, hook: str, dtype: torch.dtype, device: str):
+    from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
+
+    cfg = JumpReLUSAEConfig(d_in=d_in, d_sae=d_sae, dtype=str(dtype).removeprefix("torch."),
+                            device=device)
+    cfg.metadata.hook_name = hook
+    sae = JumpReLUSAE(cfg)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        sae.W_enc.normal_(0, d_in**-0.5)
+        sae.W_dec.copy_(sae.W_enc.T)
+    return sae.eval()
+
+
+def calibrate_thresholds(model, sae, hook: str, sentences: list[Sentence], l0: float) -> None:
+    """Per-latent thresholds at the (1 - l0/d_sae) quantile of its pre-activations on these
+    sentences' non-BOS tokens: each latent fires on that share of tokens, so L0 ~ l0."""
+    captured = {}
+
+    def keep(act, hook):  # noqa: ARG001
+        captured["a"] = act
+
+    tokens = padded_tokens(sentences, PAD).to(model.cfg.device)
+    with torch.inference_mode(), model.hooks(fwd_hooks=[(hook, keep)]):
+        model(tokens, stop_at_layer=stop_layer(hook))
+    keep = torch.zeros(tokens.shape, dtype=torch.bool)
+    for row, s in enumerate(sentences):
+        keep[row, 1 : len(s.token_ids)] = True
+    x = captured["a"][keep.to(tokens.device)].float()
+    pre = (x - sae.b_dec.float()) @ sae.W_enc.float() + sae.b_enc.float()
+    k = max(1, min(pre.shape[0], round(pre.shape[0] * (1 - l0 / sae.cfg.d_sae))))
+    with torch.no_grad():
+        sae.threshold.copy_(pre.kthvalue(k, dim=0).values.clamp(min=0))
+
+
+def random_sentences(n_pairs: int, d_vocab: int, seed: int) -> list[Sentence]:
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(np.round(rng.lognormal(np.log(32), 0.45, 2 * n_pairs)), 8, 128).astype(int)
+    return [Sentence(i // 2, ("en", "es")[i % 2],
+                     [BOS, *rng.integers(3, d_vocab, n - 1).tolist()])
+            for i, n in enumerate(lengths)]
+
+
+def model_flops(model, sae, stop: int, sentences: list[Sentence]) -> tuple[float, float]:
+    """(FLOPs of the forward passes up to `stop`, FLOPs of the SAE encoder)."""
+    params = sum(p.numel() for block in model.blocks[:stop] for p in block.parameters())
+    lengths = np.array([len(s.token_ids) for s in sentences], dtype=np.float64)
+    pairs = float((lengths * (lengths + 1) / 2).sum())  # causal query-key pairs
+    attention = 4 * model.cfg.n_heads * model.cfg.d_head * pairs * stop
+    sae_tokens = float((lengths - 1).sum())
+    return 2 * params * lengths.sum() + attention, 2 * sae.cfg.d_in * sae.cfg.d_sae * sae_tokens
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
+    parser.add_argument("--layers", type=int, default=None, help="n_layers (default 26)")
+    parser.add_argument("--hook-layer", type=int, default=20, help="capped at n_layers - 1")
+    parser.add_argument("--d-sae", type=int, default=16_384)
+    parser.add_argument("--l0", type=float, default=70.0, help="target latents per token")
+    parser.add_argument("--pairs", type=int, default=8192)
+    parser.add_argument("--batch-tokens", type=int, default=16_384,
+                        help="tokens per forward pass, padding included")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help=f"the device's peak (default on CUDA: {H100_BF16_TFLOPS:g}, the "
+                             "H100 SXM's bf16)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    device, dtype = args.device, getattr(torch, args.dtype)
+    peak = args.peak_tflops or (H100_BF16_TFLOPS if device.startswith("cuda") else None)
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
+
+    t0 = time.perf_counter()
+    model = build_model(args.layers, dtype, device)
+    hook_layer = min(args.hook_layer, model.cfg.n_layers - 1)
+    hook = f"blocks.{hook_layer}.hook_resid_post"
+    stop = hook_layer + 1
+    sae = build_sae(model.cfg.d_model, args.d_sae, hook, dtype, device)
+    sentences = random_sentences(args.pairs, model.cfg.d_vocab, args.seed)
+    calibrate_thresholds(model, sae, hook,
+                         random_sentences(min(64, args.pairs), model.cfg.d_vocab, args.seed + 1),
+                         args.l0)
+    print(f"{name}, {args.dtype}: Gemma-2-2B shape, {model.cfg.n_layers} layers (run to {stop}), "
+          f"d_model {model.cfg.d_model}, d_mlp {model.cfg.d_mlp}; JumpReLU SAE {args.d_sae} at "
+          f"{hook}; built in {time.perf_counter() - t0:.1f} s", flush=True)
+
+    cfg = ExtractConfig(batch_tokens=args.batch_tokens, dtype=args.dtype, device=device)
+    special = {PAD, EOS, BOS}
+    sparse_activations(model, sae, hook, sentences[: 2 * min(args.pairs, 32)], cfg,
+                       special=special)  # warm-up
+    lengths = [len(s.token_ids) for s in sentences]
+    batches = length_batches(lengths, cfg.batch_size, cfg.batch_tokens)
+    n_tokens, n_real = sum(lengths), sum(lengths) - len(sentences)
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    flops_model, flops_sae = model_flops(model, sae, stop, sentences)
+
+    _sync(device)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for b in batches:
+            model(padded_tokens([sentences[i] for i in b], PAD).to(device), stop_at_layer=stop)
+    _sync(device)
+    forward_s = time.perf_counter() - t0
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        rows = write_sparse_activations(model, sae, hook, sentences, cfg,
+                                        Path(tmp) / "acts.parquet", {}, special=special)
+        engine_s = time.perf_counter() - t0
+
+    print(f"{len(sentences):,} sentences, {n_tokens:,} tokens ({n_real:,} real, BOS excluded), "
+          f"{len(batches)} batches of <= {args.batch_tokens:,} tokens, padding efficiency "
+          f"{n_tokens / padded:.3f}; L0 measured {rows / n_real:.1f}")
+    for label, sec, flops in (("forward only", forward_s, flops_model),
+                              ("engine (forward, SAE, sparse rows written)", engine_s,
+                               flops_model + flops_sae)):
+        mfu = f", MFU {flops / sec / (peak * 1e12):.1%} of {peak:g} TFLOP/s" if peak else ""
+        print(f"{label}: {sec:.2f} s, {n_real / sec:,.0f} real tok/s, "
+              f"{flops / sec / 1e12:.2f} TFLOP/s{mfu}")
+    if device.startswith("cuda"):
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
