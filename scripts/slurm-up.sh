@@ -259,7 +259,10 @@ done
 sacctmgr -n -P list assoc cluster="$cluster" account="$account" user=root format=user \
     | grep -qx root || die "could not create the association root/$account on $cluster"
 
-launch slurmctld slurmctld -D -i -f "$state/slurm.conf"
+# -c: start with no jobs. A test cluster never resumes work, and jobs recovered from a cluster that
+# was stopped hard (killed daemons, a rebooted machine) stay RUNNING on a node that no longer runs
+# them, so the node never turns idle and this script would time out.
+launch slurmctld slurmctld -D -c -i -f "$state/slurm.conf"
 wait_for slurmctld 30 scontrol ping
 launch slurmd slurmd -D -N "$node" -f "$state/slurm.conf"
 wait_for slurmd 60 node_idle

@@ -87,3 +87,20 @@ def run_snakemake(workdir: Path, *args: str, timeout: int = 600,
 
 def copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, dirs_exist_ok=True)
+
+
+def script_pids(workdir: Path, script: str) -> list[int]:
+    """Processes in `workdir` running a copy of a rule's script (Snakemake runs
+    `.snakemake/scripts/tmp<random>.<name>.py`), e.g. script=".extract.py"."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = Path(os.readlink(proc / "cwd"))
+        except OSError:
+            continue
+        if script in cmdline and "snakemake " not in cmdline and cwd == workdir:
+            pids.append(int(proc.name))
+    return pids

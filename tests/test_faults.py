@@ -16,7 +16,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import ROOT, SNAKEMAKE, make_jumprelu, run_snakemake, sample_corpus, write_config
+from conftest import (ROOT, SNAKEMAKE, make_jumprelu, run_snakemake, sample_corpus,
+                      script_pids, write_config)
 from test_workflow import planned_jobs
 
 pytestmark = pytest.mark.integration
@@ -56,22 +57,6 @@ def acts_dir(workdir: Path) -> Path:
     return workdir / "results" / "cl" / "acts" / "cl-sae"
 
 
-def _job_pids(workdir: Path, script: str) -> list[int]:
-    """Processes of this workdir running a rule's script (Snakemake runs a copy of it)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            cwd = os.readlink(proc / "cwd")
-        except OSError:
-            continue
-        if script in cmdline and "snakemake " not in cmdline and Path(cwd) == workdir:
-            pids.append(int(proc.name))
-    return pids
-
-
 def kill_extraction_mid_write(workdir: Path, *args: str) -> tuple[subprocess.CompletedProcess, str]:
     """Run Snakemake; when an extraction job's activation table is half-written (its temp file
     exists), SIGKILL the job. Returns the finished run and the shard it killed, after checking
@@ -85,7 +70,7 @@ def kill_extraction_mid_write(workdir: Path, *args: str) -> tuple[subprocess.Com
         while killed is None and proc.poll() is None and time.monotonic() < deadline:
             temps = list(acts_dir(workdir).glob(".*.parquet.*.tmp")) if acts_dir(workdir).exists() else []
             if temps:
-                pids = _job_pids(workdir, "extract.py")
+                pids = script_pids(workdir, ".extract.py")
                 for pid in pids:
                     os.kill(pid, signal.SIGKILL)
                 if pids:

@@ -13,6 +13,7 @@ cluster unless it is already up (then leaves it running) and stops what it start
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from conftest import ROOT, SNAKEMAKE, run_snakemake, write_config
+from conftest import ROOT, SNAKEMAKE, run_snakemake, script_pids, write_config
 from test_workflow import planned_jobs, tiny_config
 
 pytestmark = pytest.mark.slurm
@@ -143,27 +144,13 @@ def _kill_one_running(rule: str, workdir: Path, stop: threading.Event) -> str | 
             job_id, comment, state = line.split("|")
             if not (comment.startswith(f"rule_{rule}_") and state == "RUNNING"):
                 continue
-            pids = _script_pids(workdir, f".{rule}.py")
+            pids = script_pids(workdir, f".{rule}.py")
             if pids:
                 for pid in pids:
                     os.kill(pid, signal.SIGKILL)
                 return job_id
         time.sleep(0.2)
     return None
-
-
-def _script_pids(workdir: Path, script: str) -> list[int]:
-    """Processes running a copy of a rule's script (Snakemake runs `.snakemake/scripts/tmp*`)
-    in `workdir`."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            if script in cmdline and Path(os.readlink(proc / "cwd")) == workdir:
-                pids.append(int(proc.name))
-        except (OSError, ValueError):
-            continue
-    return pids
 
 
 @pytest.fixture(scope="module")
@@ -258,3 +245,50 @@ def test_tables_equal_a_local_run(runs):
         b = pl.read_parquet(dirs["local"] / "results" / "tiny" / table)
         assert a.height > 0 and a.equals(b), table
     assert planned_jobs(dirs["slurm"]) == {}  # nothing left to do
+
+
+def _job_processes(marker: bytes) -> list[int]:
+    """The slurmstepd daemons and the processes whose command line contains `marker`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and ((proc / "comm").read_text().strip() == "slurmstepd"
+                                        or marker in (proc / "cmdline").read_bytes()):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return [p for p in pids if p != os.getpid()]
+
+
+def test_up_again_after_a_hard_stop(cluster):
+    """A cluster stopped hard while a job ran (daemons killed, as by a reboot or a killed CI
+    session) must come back: slurmctld recovers the job as RUNNING on a node that no longer runs
+    it, and the node would never turn idle. Runs last: it restarts the cluster."""
+    job = subprocess.run(["sbatch", "--parsable", "-A", "polyglot", "-p", "main", "--wrap",
+                          "sleep 3001"], capture_output=True, text=True, check=True,
+                         timeout=60).stdout.strip()
+    deadline = time.monotonic() + 60
+    while subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
+                         text=True, timeout=60).stdout.strip() != "RUNNING":
+        assert time.monotonic() < deadline, f"job {job} never started"
+        time.sleep(0.5)
+    pid = {name: int((STATE / "pids" / f"{name}.pid").read_text()) for name in
+           ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged")}
+    os.kill(pid["slurmd"], signal.SIGKILL)
+    for p in _job_processes(b"sleep\x003001"):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+    os.kill(pid["slurmctld"], signal.SIGTERM)  # saves its state, the job RUNNING in it
+    while Path(f"/proc/{pid['slurmctld']}").exists() and "zombie" not in \
+            Path(f"/proc/{pid['slurmctld']}/status").read_text():
+        time.sleep(0.2)
+    for name in ("slurmdbd", "mariadbd", "munged"):
+        os.kill(pid[name], signal.SIGKILL)
+
+    up = _script("slurm-up.sh")
+    assert up.returncode == 0, up.stderr[-3000:]
+    assert "already up" not in up.stderr
+    assert subprocess.run(["sinfo", "-h", "-n", "localhost", "-o", "%t"], capture_output=True,
+                          text=True, timeout=60).stdout.strip() == "idle"
+    assert subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
+                          timeout=60).stdout.strip() == ""

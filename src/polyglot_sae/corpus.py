@@ -208,9 +208,10 @@ def split_ids(pair_ids: np.ndarray, cfg: SplitConfig, part: Literal["train", "sc
     return np.sort(chosen)
 
 
-def n_shards(n_pairs: int, shard_pairs: int) -> int:
-    """Shards of `shard_pairs` pairs (the last one may be short) covering `n_pairs` pairs."""
-    return -(-n_pairs // shard_pairs)
+def _with_shard(pairs: pl.DataFrame, shard_pairs: int) -> pl.DataFrame:
+    """The pairs sorted, each row with its shard: its pair's rank by id, over shard_pairs."""
+    return pairs.sort("pair_id", "lang").with_columns(
+        shard=(pl.col("pair_id").rank("dense") - 1) // shard_pairs)
 
 
 def shard_block(pairs: pl.DataFrame, shard_pairs: int, shard: int) -> pl.DataFrame:
@@ -219,9 +220,7 @@ def shard_block(pairs: pl.DataFrame, shard_pairs: int, shard: int) -> pl.DataFra
     Fixed-size blocks in pair-id order, not a split into a fixed number of parts: pairs appended
     to a corpus get new, larger ids, so they fill the last block and new ones and leave every
     earlier shard (and its extraction) as it was."""
-    ids = np.sort(pairs["pair_id"].unique().to_numpy())
-    chosen = ids[shard * shard_pairs : (shard + 1) * shard_pairs]
-    return pairs.filter(pl.col("pair_id").is_in(chosen)).sort("pair_id", "lang")
+    return _with_shard(pairs, shard_pairs).filter(pl.col("shard") == shard).drop("shard")
 
 
 def shard_digest(pairs: pl.DataFrame) -> str:
@@ -239,11 +238,9 @@ def shard_id(shard: int) -> str:
 
 def shard_manifest(pairs: pl.DataFrame, shard_pairs: int) -> dict:
     """Every shard of `pairs` with its pair count and content digest (what extraction depends on)."""
-    n = n_shards(pairs["pair_id"].n_unique(), shard_pairs)
-    shards = {}
-    for i in range(n):
-        block = shard_block(pairs, shard_pairs, i)
-        shards[shard_id(i)] = {"n_pairs": block["pair_id"].n_unique(), "digest": shard_digest(block)}
+    blocks = _with_shard(pairs, shard_pairs).partition_by("shard", maintain_order=True)
+    shards = {shard_id(b["shard"][0]): {"n_pairs": b["pair_id"].n_unique(),
+                                       "digest": shard_digest(b.drop("shard"))} for b in blocks}
     return {"shard_pairs": shard_pairs, "shards": shards}
 
 

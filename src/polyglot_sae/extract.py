@@ -178,12 +178,8 @@ def _encode(sae, b: Batch, special: set[int]) -> _Encoded:
     and BOS. Their rows are chosen on the host from the token ids, so nothing waits for the
     device."""
     width = b.acts.shape[1]
-    rows, pos = [], []
-    for row, s in enumerate(b.sentences):
-        keep = [p for p, t in enumerate(s.token_ids) if t not in special]
-        rows.extend([row] * len(keep))
-        pos.extend(keep)
-    rows_np, pos_np = np.asarray(rows, dtype=np.int64), np.asarray(pos, dtype=np.int64)
+    rows, pos = valid_token_mask(b.sentences, width, special).nonzero(as_tuple=True)
+    rows_np, pos_np = rows.numpy(), pos.numpy()
     flat = torch.from_numpy(rows_np * width + pos_np).to(b.acts.device, non_blocking=True)
     with torch.inference_mode():
         resid = b.acts.reshape(-1, b.acts.shape[-1]).index_select(0, flat)
