@@ -264,8 +264,8 @@ def test_up_again_after_a_hard_stop(cluster):
     """A cluster stopped hard while a job ran (daemons killed, as by a reboot or a killed CI
     session) must come back: slurmctld recovers the job as RUNNING on a node that no longer runs
     it, and the node would never turn idle. Runs last: it restarts the cluster."""
-    job = subprocess.run(["sbatch", "--parsable", "-A", "polyglot", "-p", "main", "--wrap",
-                          "sleep 3001"], capture_output=True, text=True, check=True,
+    job = subprocess.run(["sbatch", "--parsable", "-A", "polyglot", "-p", "main", "-o", "/dev/null",
+                          "--wrap", "sleep 3001"], capture_output=True, text=True, check=True,
                          timeout=60).stdout.strip()
     deadline = time.monotonic() + 60
     while subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
