@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -89,18 +90,26 @@ def copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, dirs_exist_ok=True)
 
 
+def proc_pids(match: Callable[[Path], bool]) -> list[int]:
+    """PIDs of the processes whose /proc/<pid> directory satisfies `match` (a process that ends
+    while `match` reads it is skipped)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and match(proc):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
 def script_pids(workdir: Path, script: str) -> list[int]:
     """Processes in `workdir` running a copy of a rule's script (Snakemake runs
     `.snakemake/scripts/tmp<random>.<name>.py`), e.g. script=".extract.py"."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = Path(os.readlink(proc / "cwd"))
-        except OSError:
-            continue
-        if script in cmdline and "snakemake " not in cmdline and cwd == workdir:
-            pids.append(int(proc.name))
-    return pids
+
+    def runs_script(proc: Path) -> bool:
+        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return (script in cmdline and "snakemake " not in cmdline
+                and Path(os.readlink(proc / "cwd")) == workdir)
+
+    return proc_pids(runs_script)

@@ -28,7 +28,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from conftest import ROOT, SNAKEMAKE, run_snakemake, script_pids, write_config
+from conftest import ROOT, SNAKEMAKE, proc_pids, run_snakemake, script_pids, write_config
 from test_workflow import planned_jobs, tiny_config
 
 pytestmark = pytest.mark.slurm
@@ -249,15 +249,8 @@ def test_tables_equal_a_local_run(runs):
 
 def _job_processes(marker: bytes) -> list[int]:
     """The slurmstepd daemons and the processes whose command line contains `marker`."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and ((proc / "comm").read_text().strip() == "slurmstepd"
-                                        or marker in (proc / "cmdline").read_bytes()):
-                pids.append(int(proc.name))
-        except OSError:
-            continue
-    return [p for p in pids if p != os.getpid()]
+    return proc_pids(lambda proc: (proc / "comm").read_text().strip() == "slurmstepd"
+                     or marker in (proc / "cmdline").read_bytes())
 
 
 def test_up_again_after_a_hard_stop(cluster):
