@@ -53,6 +53,38 @@ def make_jumprelu(d_in: int, d_sae: int, seed: int = 0, hook: str = "blocks.1.ho
     return sae
 
 
+N_LAYERS = 4  # of tiny_gemma
+
+
+def tiny_gemma(name: str, **overrides) -> HookedTransformer:
+    """A 4-layer random model with TL's config of `name` (local and global layers alternating,
+    a window of 4 tokens), every norm weight and bias moved off its default."""
+    import torch
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens.loading_from_pretrained import get_pretrained_model_config
+
+    cfg = get_pretrained_model_config(name).to_dict()
+    for derived in ("n_params", "d_vocab_out", "model_name"):
+        cfg.pop(derived)
+    cfg.update(n_layers=N_LAYERS, d_model=64, n_heads=4, d_head=16, n_key_value_heads=2,
+               d_mlp=96, d_vocab=50, n_ctx=64, rotary_dim=16, attn_scale=4.0, window_size=4,
+               attn_types=["local", "global"] * (N_LAYERS // 2), init_weights=True, seed=0,
+               tokenizer_name=None)
+    cfg.update(overrides)
+    model = HookedTransformer(HookedTransformerConfig(**cfg))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for param_name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen)
+            if param_name.endswith(".w"):  # norms (TL's weights, +1 already folded in)
+                p.copy_(1 + 0.3 * noise)
+            elif param_name.rsplit(".", 1)[-1].lstrip("_").startswith("b_"):
+                p.copy_(0.1 * noise)
+            else:  # large enough for attention scores of several units: the soft-cap bends
+                p.copy_(2 * noise / p.shape[-2] ** 0.5)
+    return model.eval()
+
+
 def sample_corpus(n: int = 40) -> dict[str, list[str]]:
     """A small aligned corpus with repeated content words, so some features are shared."""
     words_en = ["God", "water", "king", "house", "light", "bread", "city", "river"]

@@ -214,6 +214,11 @@ def test_hook_batches_leave_no_hook_or_inference_mode_between_batches(tiny_model
         _, cache = tiny_model.run_with_cache(b.tokens, names_filter=HOOK)
         assert torch.equal(b.acts, cache[HOOK])
         assert [sentences[i] for i in b.index] == b.sentences
+        assert np.array_equal(b.token_ids, b.tokens.numpy())
+        for row, s in enumerate(b.sentences):
+            n = len(s.token_ids)
+            assert b.inside[row, :n].all() and not b.inside[row, n:].any()
+            assert b.token_ids[row, :n].tolist() == s.token_ids
         seen += len(b.sentences)
     assert seen == len(sentences)
 
@@ -310,3 +315,47 @@ def test_writer_thread_leaves_no_partial_file(tiny_model, pairs, tmp_path, monke
                                  sentences, ExtractConfig(batch_size=4), tmp_path / "b.parquet",
                                  {}, chunk_tokens=150)
     assert list(tmp_path.iterdir()) == []
+
+
+def _random_sentences(n: int, d_vocab: int, seed: int = 0) -> list:
+    from polyglot_sae.extract import Sentence
+
+    rng = np.random.default_rng(seed)
+    return [Sentence(i // 2, ("en", "es")[i % 2],
+                     [2, *rng.integers(3, d_vocab, rng.integers(2, 14)).tolist()])
+            for i in range(n)]
+
+
+def test_lean_forward_engine_equals_transformer_lens_engine():
+    """The default forward (lean) gives TransformerLens' table on a Gemma-3-shaped model: the
+    same rows, values equal to float32 rounding; the SAE's thresholds sit where they cut."""
+    from conftest import tiny_gemma
+
+    from polyglot_sae.extract import sparse_activations
+
+    model = tiny_gemma("google/gemma-3-270m")
+    hook = "blocks.3.hook_resid_post"
+    sae = make_jumprelu(model.cfg.d_model, 96, hook=hook)
+    with torch.no_grad():
+        sae.threshold.fill_(2.0)
+    sentences = _random_sentences(24, model.cfg.d_vocab)
+    tables = {forward: sparse_activations(model, sae, hook, sentences,
+                                          ExtractConfig(batch_size=5, forward=forward),
+                                          special={0, 1, 2})
+              for forward in ("lean", "transformer_lens")}
+    lean, tl = tables["lean"], tables["transformer_lens"]
+    assert 0.01 < tl.height / (sum(len(s.token_ids) - 1 for s in sentences) * 96) < 0.5
+    keys = ["pair_id", "lang", "token_pos", "feature_id"]
+    assert lean.select(keys).equals(tl.select(keys))
+    np.testing.assert_allclose(lean["value"].to_numpy(), tl["value"].to_numpy(), rtol=1e-5)
+
+
+def test_unsupported_model_falls_back_to_transformer_lens(tiny_model, sae, pairs):
+    """The tiny LayerNorm model is outside what the lean forward implements: forward "lean"
+    must then be TransformerLens' path, bit for bit."""
+    from polyglot_sae.lean_forward import lean_forward_for
+
+    assert lean_forward_for(tiny_model, HOOK) is None
+    lean, tl = (extract_sparse(tiny_model, sae, HOOK, pairs, ExtractConfig(forward=f))
+                for f in ("lean", "transformer_lens"))
+    assert lean.height > 0 and lean.equals(tl)

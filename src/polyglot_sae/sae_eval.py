@@ -9,7 +9,7 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
-from .extract import ExtractConfig, valid_token_mask, hook_batches, tokenize
+from .extract import ExtractConfig, hook_batches, tokenize
 from .models import special_token_ids
 
 
@@ -62,7 +62,7 @@ def evaluate_sae(model, sae, hook: str, pairs: pl.DataFrame, cfg: ExtractConfig,
     totals: dict[str, _Totals] = defaultdict(_Totals)
     for b in hook_batches(model, hook, sentences, batch_size, desc="evaluate", with_logits=True):
         resid, tokens = b.acts, b.tokens
-        mask = valid_token_mask(b.sentences, resid.shape[1], special).to(resid.device)
+        mask = torch.from_numpy(b.real(special)).to(resid.device)
         feats = sae.encode(resid.to(sae.dtype))
         recon = sae.decode(feats).to(resid.dtype)
         for row, s in enumerate(b.sentences):

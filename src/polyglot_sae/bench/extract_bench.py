@@ -1,22 +1,25 @@
-"""Extraction throughput against the seed-style path, and bfloat16 against float32.
+"""Extraction throughput against the seed-style path; lean forward and bfloat16 agreement.
 
     python -m polyglot_sae.bench extract                          # 200 scored pairs, default run
     python -m polyglot_sae.bench extract --pairs 40 --rounds 1    # a quick run
     python -m polyglot_sae.bench extract --agreement-pairs all    # + agreement on every scored pair
 
-Three paths on the same pairs (the first N of the scored split, in file order), one process:
+Four paths on the same pairs (the first N of the scored split, in file order), one process:
 
 - seed: the seed's way (sae-lens' ``HookedSAETransformer.run_with_cache_with_saes`` with the SAE
   attached, the full model including the logits, the full cache), right-padded batches of 32 in
   corpus order, under ``torch.no_grad``, the dense SAE activations kept;
 - float32 and bfloat16: ``extract.sparse_activations`` as the extract job runs it (model up to
-  the hook layer, length-sorted batches, SAE on real tokens only, sparse sorted table out).
+  the hook layer by `lean_forward`, length-sorted batches, SAE on real tokens only, sparse
+  sorted table out);
+- transformer_lens: the same in float32 with TransformerLens' forward (``extract.forward:
+  transformer_lens``), which shows what the lean forward adds.
 
 Each path batches all the pairs as it would alone; ``--rounds`` interleaves them in time
 (round r runs every rounds-th batch of each path, in a rotating order of the paths), so a
 change in machine load hits each path alike. Throughput counts real tokens
 only (BOS, EOS and padding excluded), the same number for every path. Agreement of bfloat16 with
-float32 uses the pipeline's own code: `reduce.reduce_max` for the per-(pair, lang, feature)
+float32, and of the lean forward with TransformerLens' (both float32), uses the pipeline's own code: `reduce.reduce_max` for the per-(pair, lang, feature)
 maxima and `scoring.score_features` (method exact, no permutations) for the ranking. Prints the
 load average (`os.getloadavg`) at start and end and the peak RSS.
 """
@@ -74,24 +77,25 @@ def _real_tokens(sentences: Sequence[Sentence], special: set[int]) -> int:
     return sum(sum(t not in special for t in s.token_ids) for s in sentences)
 
 
-def agreement(fp32: pl.DataFrame, bf16: pl.DataFrame, *, n_pairs: int, d_sae: int,
+def agreement(ref: pl.DataFrame, other: pl.DataFrame, *, n_pairs: int, d_sae: int,
               workdir: Path) -> dict[str, float]:
-    """bfloat16 against float32: the max table and the exact-method ranking built from each."""
+    """`other` against `ref` (e.g. bfloat16 against float32): the max table and the exact-method
+    ranking built from each."""
     tables = {}
-    for name, acts in (("fp32", fp32), ("bf16", bf16)):
+    for name, acts in (("ref", ref), ("other", other)):
         path = write_parquet(acts, workdir / f"{name}.parquet",
                              {"n_pairs": n_pairs, "d_sae": d_sae, "langs": list(LANGS)})
         tables[name], _ = reduce_max([path])
     keys = ["pair_id", "lang", "feature_id"]
-    joined = tables["fp32"].join(tables["bf16"], on=keys, how="full", coalesce=True,
-                                 suffix="_bf16").fill_null(0.0)
-    a, b = joined["value"].to_numpy(), joined["value_bf16"].to_numpy()
+    joined = tables["ref"].join(tables["other"], on=keys, how="full", coalesce=True,
+                                suffix="_other").fill_null(0.0)
+    a, b = joined["value"].to_numpy(), joined["value_other"].to_numpy()
     both = (a > 0) & (b > 0)
     rel = np.abs(b[both] - a[both]) / a[both]
     out = {
-        "rows_fp32": int((a > 0).sum()), "rows_bf16": int((b > 0).sum()),
+        "rows_ref": int((a > 0).sum()), "rows_other": int((b > 0).sum()),
         "rows_both": int(both.sum()),
-        "only_fp32": int(((a > 0) & ~(b > 0)).sum()), "only_bf16": int((~(a > 0) & (b > 0)).sum()),
+        "only_ref": int(((a > 0) & ~(b > 0)).sum()), "only_other": int((~(a > 0) & (b > 0)).sum()),
         "max_only": float(np.max(np.where(both, 0.0, np.maximum(a, b)))) if (~both).any() else 0.0,
         "max_abs": float(np.abs(b - a).max()), "max_value": float(a.max()),
         "rel_median": float(np.median(rel)), "rel_p99": float(np.quantile(rel, 0.99)),
@@ -100,33 +104,34 @@ def agreement(fp32: pl.DataFrame, bf16: pl.DataFrame, *, n_pairs: int, d_sae: in
     scores = {name: score_features(t, n_pairs=n_pairs, d_sae=d_sae, langs=LANGS,
                                    config=ScoreConfig(method="exact"))
               for name, t in tables.items()}
-    s32, s16 = scores["fp32"], scores["bf16"]
-    alive = (~s32["dead"] & ~s16["dead"]).to_numpy()
+    s_ref, s_other = scores["ref"], scores["other"]
+    alive = (~s_ref["dead"] & ~s_other["dead"]).to_numpy()
     from scipy.stats import spearmanr
 
-    out["alive_fp32"] = int((~s32["dead"]).sum())
-    out["alive_bf16"] = int((~s16["dead"]).sum())
+    out["alive_ref"] = int((~s_ref["dead"]).sum())
+    out["alive_other"] = int((~s_other["dead"]).sum())
     out["alive_both"] = int(alive.sum())
-    out["spearman"] = float(spearmanr(s32["bi_score"].to_numpy()[alive],
-                                      s16["bi_score"].to_numpy()[alive]).statistic)
+    out["spearman"] = float(spearmanr(s_ref["bi_score"].to_numpy()[alive],
+                                      s_other["bi_score"].to_numpy()[alive]).statistic)
     for k in (25, 100):
-        top = [set(s.filter(pl.col("rank") < k)["feature_id"].to_list()) for s in (s32, s16)]
+        top = [set(s.filter(pl.col("rank") < k)["feature_id"].to_list()) for s in (s_ref, s_other)]
         out[f"top{k}"] = len(top[0] & top[1])
     return out
 
 
-def _print_agreement(name: str, g: dict[str, float]) -> None:
-    print(f"agreement bfloat16 vs float32, {name}:")
-    print(f"  max table: {g['rows_fp32']:,} rows in float32, {g['rows_bf16']:,} in bfloat16, "
-          f"{g['rows_both']:,} in both; in one only: {g['only_fp32']:,} float32, "
-          f"{g['only_bf16']:,} bfloat16 (largest such value {g['max_only']:.3g}, of a largest "
+def _print_agreement(name: str, g: dict[str, float], ref: str = "float32",
+                     other: str = "bfloat16") -> None:
+    print(f"agreement {other} vs {ref}, {name}:")
+    print(f"  max table: {g['rows_ref']:,} rows in {ref}, {g['rows_other']:,} in {other}, "
+          f"{g['rows_both']:,} in both; in one only: {g['only_ref']:,} {ref}, "
+          f"{g['only_other']:,} {other} (largest such value {g['max_only']:.3g}, of a largest "
           f"max {g['max_value']:.3g})")
-    print(f"  max |bf16 - fp32| over the union {g['max_abs']:.3g}; relative error on rows in both: "
-          f"median {g['rel_median']:.2e}, 99th percentile {g['rel_p99']:.2e}, "
+    print(f"  max |{other} - {ref}| over the union {g['max_abs']:.3g}; relative error on rows in "
+          f"both: median {g['rel_median']:.2e}, 99th percentile {g['rel_p99']:.2e}, "
           f"max {g['rel_max']:.2e}")
-    print(f"  scores (exact, no permutations): alive {g['alive_fp32']} float32, {g['alive_bf16']} "
-          f"bfloat16, {g['alive_both']} both; Spearman of bi_score over those {g['spearman']:.4f}; "
-          f"top-100 overlap {g['top100']}/100, top-25 {g['top25']}/25")
+    print(f"  scores (exact, no permutations): alive {g['alive_ref']} {ref}, {g['alive_other']} "
+          f"{other}, {g['alive_both']} both; Spearman of bi_score over those "
+          f"{g['spearman']:.4f}; top-100 overlap {g['top100']}/100, top-25 {g['top25']}/25")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="blocks the paths alternate over")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=128, help="as in config.yaml")
+    parser.add_argument("--no-bf16", action="store_true",
+                        help="leave the bfloat16 path out (slow on CPUs without bf16 units)")
     parser.add_argument("--agreement-pairs", default=None,
                         help="'all' or N: bf16 agreement also on these pairs (extracted again)")
     args = parser.parse_args(argv)
@@ -149,13 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     ids = all_pairs["pair_id"].unique(maintain_order=True)
     pairs = all_pairs.filter(pl.col("pair_id").is_in(ids.head(args.pairs).implode()))
     model = load_model(args.model_dir)  # a HookedSAETransformer: the seed path uses it too
-    model_bf16 = load_model(args.model_dir, dtype=torch.bfloat16)
     sae = load_sae(args.sae_dir)
-    sae_bf16 = load_sae(args.sae_dir).to(torch.bfloat16)
     hook = sae.cfg.metadata.hook_name
     d_sae = int(sae.cfg.d_sae)
     special = special_token_ids(model.tokenizer)
     cfg = ExtractConfig(batch_size=args.batch_size, max_tokens=args.max_tokens)
+    cfg_tl = ExtractConfig(batch_size=args.batch_size, max_tokens=args.max_tokens,
+                           forward="transformer_lens")
 
     sentences = tokenize(model.tokenizer, pairs, args.max_tokens)
     n_real = _real_tokens(sentences, special)
@@ -166,9 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     paths = {
         "seed": lambda s: seed_style(model, sae, s, args.batch_size),
         "float32": lambda s: sparse_activations(model, sae, hook, s, cfg, desc="float32"),
-        "bfloat16": lambda s: sparse_activations(model_bf16, sae_bf16, hook, s, cfg,
-                                                 desc="bfloat16"),
+        "transformer_lens": lambda s: sparse_activations(model, sae, hook, s, cfg_tl,
+                                                         desc="transformer_lens"),
     }
+    if not args.no_bf16:
+        model_bf16 = load_model(args.model_dir, dtype=torch.bfloat16)
+        sae_bf16 = load_sae(args.sae_dir).to(torch.bfloat16)
+        paths["bfloat16"] = lambda s: sparse_activations(model_bf16, sae_bf16, hook, s, cfg,
+                                                         desc="bfloat16")
     for run in paths.values():  # warm-up: first-call allocations and kernel selection
         run(sentences[: min(4, len(sentences))])
 
@@ -180,14 +192,15 @@ def main(argv: list[str] | None = None) -> int:
                         for i in range(0, len(sentences), args.batch_size)],
                "float32": [[ordered[i] for i in b] for b in length_batches(
                    [len(sentences[i].token_ids) for i in ordered], args.batch_size)]}
-    batches["bfloat16"] = batches["float32"]
+    batches["bfloat16"] = batches["transformer_lens"] = batches["float32"]
+    batches = {name: batches[name] for name in paths}
     padded = {name: sum(max(len(sentences[i].token_ids) for i in b) * len(b) for b in bs)
               for name, bs in batches.items()}
     seconds = dict.fromkeys(paths, 0.0)
-    tables: dict[str, list[pl.DataFrame]] = {"float32": [], "bfloat16": []}
+    tables: dict[str, list[pl.DataFrame]] = {name: [] for name in paths if name != "seed"}
     dense_bytes = 0
     for r in range(args.rounds):
-        names = list(paths)[r % 3 :] + list(paths)[: r % 3]
+        names = list(paths)[r % len(paths) :] + list(paths)[: r % len(paths)]
         for name in names:
             # the seed's corpus order is kept; ours sorts its input itself
             chunk = [sentences[i] for b in batches[name][r :: args.rounds] for i in b]
@@ -201,11 +214,13 @@ def main(argv: list[str] | None = None) -> int:
             del out
         print(f"round {r + 1}/{args.rounds} ({', '.join(names)}): load {_load()}", flush=True)
 
-    print(f"\n{'path':<10} {'seconds':>8} {'real tok/s':>11} {'vs seed':>8} {'pad eff.':>9}")
+    print(f"\n{'path':<16} {'seconds':>8} {'real tok/s':>11} {'vs seed':>8} {'pad eff.':>9}")
     for name, sec in seconds.items():
-        print(f"{name:<10} {sec:8.1f} {n_real / sec:11.1f} {seconds['seed'] / sec:7.2f}x "
+        print(f"{name:<16} {sec:8.1f} {n_real / sec:11.1f} {seconds['seed'] / sec:7.2f}x "
               f"{n_real / padded[name]:9.3f}")
-    print(f"bfloat16 / float32 throughput: {seconds['float32'] / seconds['bfloat16']:.2f}x")
+    print(f"lean / TransformerLens forward: {seconds['transformer_lens'] / seconds['float32']:.2f}x")
+    if "bfloat16" in seconds:
+        print(f"bfloat16 / float32 throughput: {seconds['float32'] / seconds['bfloat16']:.2f}x")
     acts = {k: pl.concat(v).sort("pair_id", "lang", "token_pos", "feature_id")
             for k, v in tables.items()}
     print(f"output kept: seed {dense_bytes / 2**20:,.0f} MiB dense float32, ours "
@@ -214,10 +229,15 @@ def main(argv: list[str] | None = None) -> int:
 
     n_timed = len(ids.head(args.pairs))
     with tempfile.TemporaryDirectory() as tmp:
+        if "bfloat16" in acts:
+            _print_agreement(f"{n_timed} timed pairs",
+                             agreement(acts["float32"], acts["bfloat16"], n_pairs=n_timed,
+                                       d_sae=d_sae, workdir=Path(tmp)))
         _print_agreement(f"{n_timed} timed pairs",
-                         agreement(acts["float32"], acts["bfloat16"], n_pairs=n_timed,
-                                   d_sae=d_sae, workdir=Path(tmp)))
-    if args.agreement_pairs:
+                         agreement(acts["transformer_lens"], acts["float32"], n_pairs=n_timed,
+                                   d_sae=d_sae, workdir=Path(tmp)),
+                         ref="TransformerLens float32", other="lean float32")
+    if args.agreement_pairs and "bfloat16" in paths:
         n = len(ids) if args.agreement_pairs == "all" else int(args.agreement_pairs)
         subset = all_pairs.filter(pl.col("pair_id").is_in(ids.head(n).implode()))
         every = tokenize(model.tokenizer, subset, args.max_tokens)

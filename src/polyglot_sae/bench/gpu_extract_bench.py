@@ -32,6 +32,7 @@ import torch
 
 from ..extract import (ExtractConfig, Sentence, length_batches, padded_tokens, sparse_activations,
                        write_sparse_activations)
+from ..lean_forward import lean_forward_for
 from ..models import stop_layer
 
 H100_BF16_TFLOPS = 989.0
@@ -105,6 +106,26 @@ def model_flops(model, sae, stop: int, sentences: list[Sentence]) -> tuple[float
     return 2 * params * lengths.sum() + attention, 2 * sae.cfg.d_in * sae.cfg.d_sae * sae_tokens
 
 
+def _print_agreement(model, lean, hook: str, sentences: list[Sentence], device: str) -> None:
+    """How far the lean forward's hook activations are from TransformerLens' on real tokens."""
+    captured = {}
+
+    def keep(act, hook):  # noqa: ARG001
+        captured["a"] = act
+
+    tokens = padded_tokens(sentences, PAD).to(device)
+    with torch.inference_mode(), model.hooks(fwd_hooks=[(hook, keep)]):
+        model(tokens, stop_at_layer=stop_layer(hook))
+        ours = lean(tokens)
+    real = torch.zeros(tokens.shape, dtype=torch.bool)
+    for row, s in enumerate(sentences):
+        real[row, : len(s.token_ids)] = True
+    ref, ours = captured["a"][real.to(device)].float(), ours[real.to(device)].float()
+    rel = ((ours - ref).norm(dim=-1) / ref.norm(dim=-1)).cpu()
+    print(f"lean vs TransformerLens at {hook}, {int(real.sum())} real tokens: relative L2 error "
+          f"per token median {rel.median():.2e}, max {rel.max():.2e}", flush=True)
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -125,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the device's peak (default on CUDA: {H100_BF16_TFLOPS:g}, the "
                              "H100 SXM's bf16)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--forward", action="append",
+                        choices=["transformer_lens", "lean", "lean_compiled"],
+                        help="the forward passes timed (repeatable; default: all three)")
     args = parser.parse_args(argv)
     device, dtype = args.device, getattr(torch, args.dtype)
     peak = args.peak_tflops or (H100_BF16_TFLOPS if device.startswith("cuda") else None)
@@ -144,43 +168,55 @@ def main(argv: list[str] | None = None) -> int:
           f"d_model {model.cfg.d_model}, d_mlp {model.cfg.d_mlp}; JumpReLU SAE {args.d_sae} at "
           f"{hook}; built in {time.perf_counter() - t0:.1f} s", flush=True)
 
-    cfg = ExtractConfig(batch_tokens=args.batch_tokens, dtype=args.dtype, device=device)
     special = {PAD, EOS, BOS}
-    sparse_activations(model, sae, hook, sentences[: 2 * min(args.pairs, 32)], cfg,
-                       special=special)  # warm-up
     lengths = [len(s.token_ids) for s in sentences]
-    batches = length_batches(lengths, cfg.batch_size, cfg.batch_tokens)
+    batches = length_batches(lengths, 32, args.batch_tokens)
     n_tokens, n_real = sum(lengths), sum(lengths) - len(sentences)
     padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
     flops_model, flops_sae = model_flops(model, sae, stop, sentences)
-
-    _sync(device)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        for b in batches:
-            model(padded_tokens([sentences[i] for i in b], PAD).to(device), stop_at_layer=stop)
-    _sync(device)
-    forward_s = time.perf_counter() - t0
-
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats(device)
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        rows = write_sparse_activations(model, sae, hook, sentences, cfg,
-                                        Path(tmp) / "acts.parquet", {}, special=special)
-        engine_s = time.perf_counter() - t0
-
     print(f"{len(sentences):,} sentences, {n_tokens:,} tokens ({n_real:,} real, BOS excluded), "
           f"{len(batches)} batches of <= {args.batch_tokens:,} tokens, padding efficiency "
-          f"{n_tokens / padded:.3f}; L0 measured {rows / n_real:.1f}")
-    for label, sec, flops in (("forward only", forward_s, flops_model),
-                              ("engine (forward, SAE, sparse rows written)", engine_s,
-                               flops_model + flops_sae)):
-        mfu = f", MFU {flops / sec / (peak * 1e12):.1%} of {peak:g} TFLOP/s" if peak else ""
-        print(f"{label}: {sec:.2f} s, {n_real / sec:,.0f} real tok/s, "
-              f"{flops / sec / 1e12:.2f} TFLOP/s{mfu}")
-    if device.startswith("cuda"):
-        print(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
+          f"{n_tokens / padded:.3f}", flush=True)
+    lean = lean_forward_for(model, hook)
+    _print_agreement(model, lean, hook, sentences[:64], device)
+    forwards = {"transformer_lens": lambda t: model(t, stop_at_layer=stop), "lean": lean,
+                "lean_compiled": lean_forward_for(model, hook, compile=True)}
+    for name in args.forward or list(forwards):
+        cfg = ExtractConfig(batch_tokens=args.batch_tokens, dtype=args.dtype, device=device,
+                            forward="transformer_lens" if name == "transformer_lens" else "lean",
+                            compile=name == "lean_compiled")
+        t0 = time.perf_counter()
+        with torch.inference_mode():  # two shapes: a compiled forward turns dynamic
+            for b in (batches[0], batches[-1]):
+                forwards[name](padded_tokens([sentences[i] for i in b], PAD).to(device))
+        sparse_activations(model, sae, hook, sentences[: 2 * min(args.pairs, 32)], cfg,
+                           special=special)
+        _sync(device)
+        print(f"forward {name}: warm-up {time.perf_counter() - t0:.1f} s", flush=True)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for b in batches:
+                forwards[name](padded_tokens([sentences[i] for i in b], PAD).to(device))
+        _sync(device)
+        forward_s = time.perf_counter() - t0
+
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(device)
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            rows = write_sparse_activations(model, sae, hook, sentences, cfg,
+                                            Path(tmp) / "acts.parquet", {}, special=special)
+            engine_s = time.perf_counter() - t0
+        print(f"  L0 measured {rows / n_real:.1f}")
+        for label, sec, flops in (("  forward only", forward_s, flops_model),
+                                  ("  engine (forward, SAE, sparse rows written)", engine_s,
+                                   flops_model + flops_sae)):
+            mfu = f", MFU {flops / sec / (peak * 1e12):.1%} of {peak:g} TFLOP/s" if peak else ""
+            print(f"{label}: {sec:.2f} s, {n_real / sec:,.0f} real tok/s, "
+                  f"{flops / sec / 1e12:.2f} TFLOP/s{mfu}", flush=True)
+        if device.startswith("cuda"):
+            print(f"  peak GPU memory in the engine "
+                  f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
     return 0
 
 
