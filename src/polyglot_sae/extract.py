@@ -15,6 +15,7 @@ import queue
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -304,16 +305,27 @@ def write_sparse_activations(model, sae, hook: str, sentences: Sequence[Sentence
                              cfg: ExtractConfig, path: str | Path, metadata: dict,
                              desc: str = "extract", special: set[int] | None = None, *,
                              chunk_tokens: int = CHUNK_TOKENS) -> int:
-    """`sparse_activations` written to `path` (atomically) as it comes: a writer thread sorts
-    and writes each block's rows while the model runs the next block. The rows written."""
-    blocks: queue.Queue = queue.Queue(maxsize=1)  # memory: one block computing, one waiting
+    """`sparse_activations` written to `path` (atomically) as it comes: while the model runs a
+    block, a writer thread writes the block before it, sorted by a third thread. The rows
+    written."""
+    # memory: one block computing, one waiting, one being sorted, one being written
+    blocks: queue.Queue = queue.Queue(maxsize=1)
     outcome: dict[str, object] = {}
 
     def tables() -> Iterator[pl.DataFrame]:
-        while (item := blocks.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item  # the producer failed: write_parquet_parts drops the partial file
-            yield _sorted_table(*item)
+        # Block k is sorted (numpy, which lets go of the GIL) while block k-1 is written: at
+        # GPU speed, sorting then writing each block in turn was slower than the model.
+        with ThreadPoolExecutor(1, thread_name_prefix="acts-sort") as sorter:
+            pending = None
+            while (item := blocks.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item  # the producer failed: write_parquet_parts drops the partial file
+                sorting = sorter.submit(_sorted_table, *item)
+                if pending is not None:
+                    yield pending.result()
+                pending = sorting
+            if pending is not None:
+                yield pending.result()
 
     def write() -> None:
         try:

@@ -10,10 +10,12 @@ per-latent thresholds set on a calibration batch so that each token fires ``--l0
 average. Sentences are random token ids with BOS first, lengths log-normal around 32 tokens
 (clipped to 8..128), like the seed's OPUS Books sentences; pairs of two sentences.
 
-Timed: ``extract.write_sparse_activations`` as the extract job runs it (forward to the hook layer,
-SAE on the real tokens, nonzero, each block's rows sorted and written to Parquet by the writer
-thread while the next block runs) and, separately, the forward passes alone on the same
-batches. Model FLOPs: 2 x the parameters of the blocks run per token (BOS included, padding
+Timed, for each forward (``transformer_lens``; ``lean``, the default; ``lean_compiled``, with
+``extract.compile``): ``extract.write_sparse_activations`` as the extract job runs it (forward to
+the hook layer, SAE on the real tokens, nonzero, each block's rows sorted and written to Parquet
+by the writer thread while the next block runs) and, separately, the forward passes alone on the
+same batches, after a warm-up on two batch shapes (the compile, for ``lean_compiled``). Printed
+first: the lean and TransformerLens activations at the hook against float32 TransformerLens. Model FLOPs: 2 x the parameters of the blocks run per token (BOS included, padding
 not), attention 4 x n_heads x d_head per causal query-key pair, and the SAE encoder
 2 x d_in x d_sae per real token. MFU = FLOPs / seconds / ``--peak-tflops`` (default on CUDA:
 989, the H100 SXM's dense bf16 peak).
@@ -22,6 +24,7 @@ not), attention 4 x n_heads x d_head per causal query-key pair, and the SAE enco
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -107,23 +110,35 @@ def model_flops(model, sae, stop: int, sentences: list[Sentence]) -> tuple[float
 
 
 def _print_agreement(model, lean, hook: str, sentences: list[Sentence], device: str) -> None:
-    """How far the lean forward's hook activations are from TransformerLens' on real tokens."""
+    """The lean forward's and TransformerLens' hook activations on real tokens, each against
+    TransformerLens in float32 (and against each other): both should err alike."""
     captured = {}
 
     def keep(act, hook):  # noqa: ARG001
         captured["a"] = act
 
+    def run_tl(m) -> torch.Tensor:
+        with torch.inference_mode(), m.hooks(fwd_hooks=[(hook, keep)]):
+            m(tokens, stop_at_layer=stop_layer(hook))
+        return captured.pop("a")[real].float()
+
     tokens = padded_tokens(sentences, PAD).to(device)
-    with torch.inference_mode(), model.hooks(fwd_hooks=[(hook, keep)]):
-        model(tokens, stop_at_layer=stop_layer(hook))
-        ours = lean(tokens)
     real = torch.zeros(tokens.shape, dtype=torch.bool)
     for row, s in enumerate(sentences):
         real[row, : len(s.token_ids)] = True
-    ref, ours = captured["a"][real.to(device)].float(), ours[real.to(device)].float()
-    rel = ((ours - ref).norm(dim=-1) / ref.norm(dim=-1)).cpu()
-    print(f"lean vs TransformerLens at {hook}, {int(real.sum())} real tokens: relative L2 error "
-          f"per token median {rel.median():.2e}, max {rel.max():.2e}", flush=True)
+    real = real.to(device)
+    got = {"TransformerLens": run_tl(model), "lean": lean(tokens)[real].float()}
+    if model.cfg.dtype != torch.float32:
+        exact = run_tl(copy.deepcopy(model).to(torch.float32, print_details=False))
+        pairs = [("lean", exact, "float32 TransformerLens"),
+                 ("TransformerLens", exact, "float32 TransformerLens")]
+    else:
+        pairs = []
+    pairs.append(("lean", got["TransformerLens"], "TransformerLens"))
+    for name, ref, ref_name in pairs:
+        rel = ((got[name] - ref).norm(dim=-1) / ref.norm(dim=-1)).cpu()
+        print(f"{name} vs {ref_name} at {hook}, {int(real.sum())} real tokens: relative L2 "
+              f"error per token median {rel.median():.2e}, max {rel.max():.2e}", flush=True)
 
 
 def _sync(device: str) -> None:
