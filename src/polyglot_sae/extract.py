@@ -28,7 +28,7 @@ from jaxtyping import Bool, Float, Int
 from tqdm.auto import tqdm
 
 from .atomic_io import write_parquet_parts
-from .lean_forward import lean_forward_for
+from .lean_forward import LeanForward, lean_forward_for
 from .models import special_token_ids, stop_layer
 
 ACTS_SCHEMA = {"pair_id": pl.UInt32, "lang": pl.String, "token_pos": pl.UInt16,
@@ -145,6 +145,12 @@ def padded_tokens(batch: Sequence[Sentence], pad: int) -> Int[torch.Tensor, "bat
     return torch.from_numpy(_Packed(batch).padded(np.arange(len(batch)), pad)[0])
 
 
+def _lean_forward(model, hook: str, cfg: ExtractConfig) -> LeanForward | None:
+    """The lean forward `cfg` asks for, built once per extraction (it copies the block
+    weights); None: TransformerLens' forward."""
+    return lean_forward_for(model, hook, cfg.compile) if cfg.forward == "lean" else None
+
+
 def pad_token_id(model) -> int:
     tokenizer = model.tokenizer
     return (tokenizer.pad_token_id or 0) if tokenizer is not None else 0
@@ -152,20 +158,18 @@ def pad_token_id(model) -> int:
 
 def hook_batches(model, hook: str, sentences: Sequence[Sentence], batch_size: int,
                  desc: str = "extract", with_logits: bool = False,
-                 batch_tokens: int | None = None,
-                 forward: Literal["lean", "transformer_lens"] = "transformer_lens",
-                 compile: bool = False,  # noqa: A002 (ExtractConfig's name for it)
+                 batch_tokens: int | None = None, lean: LeanForward | None = None,
                  ) -> Iterator[Batch]:
     """Length-sorted, right-padded batches with their hook activations; the model stops at the
-    hook's layer unless the logits are wanted too. With ``forward="lean"``, models and hooks that
-    `lean_forward` supports run through it instead of TransformerLens.
+    hook's layer unless the logits are wanted too. `lean` (from `lean_forward`), when given,
+    computes the activations instead of TransformerLens.
 
     TransformerLens' activation is taken by a forward hook rather than `run_with_cache`, which
     would also build an ActivationCache per batch; the tensors are the same."""
     pad = pad_token_id(model)
     stop = None if with_logits else stop_layer(hook)
-    lean = (None if with_logits or forward != "lean"
-            else lean_forward_for(model, hook, compile=compile))
+    if with_logits:
+        lean = None
     captured: dict[str, torch.Tensor] = {}
 
     def keep(act, hook):  # noqa: ARG001 (TransformerLens passes the hook point)
@@ -269,12 +273,12 @@ def _chunk_parts(model, sae, hook: str, sentences: Sequence[Sentence], cfg: Extr
         special = special_token_ids(model.tokenizer)
     _encoder_transposed(sae)
     side_stream = torch.cuda.Stream() if str(model.cfg.device).startswith("cuda") else None
+    lean = _lean_forward(model, hook, cfg)
     for chunk in _chunks(sentences, chunk_tokens):
         parts: list[dict[str, np.ndarray]] = []
         pending: _Encoded | None = None
         for b in hook_batches(model, hook, chunk, cfg.batch_size, desc,
-                              batch_tokens=cfg.batch_tokens, forward=cfg.forward,
-                              compile=cfg.compile):
+                              batch_tokens=cfg.batch_tokens, lean=lean):
             encoded = _encode(sae, b, special)
             if pending is not None:
                 parts.append(_to_host(pending, side_stream))
@@ -413,8 +417,7 @@ def dense_activations(model, hook: str, pairs: pl.DataFrame, cfg: ExtractConfig,
     sentences = tokenize(model.tokenizer, pairs, cfg.max_tokens)
     chunks, langs = [], []
     for b in hook_batches(model, hook, sentences, cfg.batch_size, desc,
-                          batch_tokens=cfg.batch_tokens, forward=cfg.forward,
-                          compile=cfg.compile):
+                          batch_tokens=cfg.batch_tokens, lean=_lean_forward(model, hook, cfg)):
         batch, resid = b.sentences, b.acts
         mask = torch.from_numpy(b.real(special)).to(resid.device)
         chunks.append(resid[mask].float().cpu())

@@ -174,8 +174,6 @@ class LeanForward:
 
     def __init__(self, model, layer: int, compile: bool = False):  # noqa: A002 (torch's word)
         cfg = model.cfg
-        self.layer = layer
-        self.hook = f"blocks.{layer}.hook_resid_post"
         self.window = cfg.window_size
         self.n_ctx = cfg.n_ctx
         cap = cfg.attn_scores_soft_cap

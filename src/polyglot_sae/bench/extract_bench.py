@@ -15,13 +15,13 @@ Four paths on the same pairs (the first N of the scored split, in file order), o
 - transformer_lens: the same in float32 with TransformerLens' forward (``extract.forward:
   transformer_lens``), which shows what the lean forward adds.
 
-Each path batches all the pairs as it would alone; ``--rounds`` interleaves them in time
-(round r runs every rounds-th batch of each path, in a rotating order of the paths), so a
-change in machine load hits each path alike. Throughput counts real tokens
-only (BOS, EOS and padding excluded), the same number for every path. Agreement of bfloat16 with
-float32, and of the lean forward with TransformerLens' (both float32), uses the pipeline's own code: `reduce.reduce_max` for the per-(pair, lang, feature)
-maxima and `scoring.score_features` (method exact, no permutations) for the ranking. Prints the
-load average (`os.getloadavg`) at start and end and the peak RSS.
+Each path batches all the pairs as it would alone; ``--rounds`` interleaves them in time (round r
+runs every rounds-th batch of each path, in a rotating order of the paths), so a change in machine
+load hits each path alike. Throughput counts real tokens only (BOS, EOS and padding excluded), the
+same number for every path. Agreement of bfloat16 with float32, and of the lean forward with
+TransformerLens' (both float32), uses the pipeline's own code: `reduce.reduce_max` for the
+per-(pair, lang, feature) maxima and `scoring.score_features` (method exact, no permutations) for
+the ranking. Prints the load average (`os.getloadavg`) at start and end and the peak RSS.
 """
 
 from __future__ import annotations
@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, sec in seconds.items():
         print(f"{name:<16} {sec:8.1f} {n_real / sec:11.1f} {seconds['seed'] / sec:7.2f}x "
               f"{n_real / padded[name]:9.3f}")
-    print(f"lean / TransformerLens forward: {seconds['transformer_lens'] / seconds['float32']:.2f}x")
+    print(f"lean / TransformerLens forward: "
+          f"{seconds['transformer_lens'] / seconds['float32']:.2f}x")
     if "bfloat16" in seconds:
         print(f"bfloat16 / float32 throughput: {seconds['float32'] / seconds['bfloat16']:.2f}x")
     acts = {k: pl.concat(v).sort("pair_id", "lang", "token_pos", "feature_id")

@@ -12,13 +12,13 @@ average. Sentences are random token ids with BOS first, lengths log-normal aroun
 
 Timed, for each forward (``transformer_lens``; ``lean``, the default; ``lean_compiled``, with
 ``extract.compile``): ``extract.write_sparse_activations`` as the extract job runs it (forward to
-the hook layer, SAE on the real tokens, nonzero, each block's rows sorted and written to Parquet
-by the writer thread while the next block runs) and, separately, the forward passes alone on the
-same batches, after a warm-up on two batch shapes (the compile, for ``lean_compiled``). Printed
-first: the lean and TransformerLens activations at the hook against float32 TransformerLens. Model FLOPs: 2 x the parameters of the blocks run per token (BOS included, padding
-not), attention 4 x n_heads x d_head per causal query-key pair, and the SAE encoder
-2 x d_in x d_sae per real token. MFU = FLOPs / seconds / ``--peak-tflops`` (default on CUDA:
-989, the H100 SXM's dense bf16 peak).
+the hook layer, SAE on the real tokens, nonzero, each block's rows sorted and written to Parquet by
+the writer thread while the next block runs) and, separately, the forward passes alone on the same
+batches, after a warm-up on two batch shapes (the compile, for ``lean_compiled``). Printed first:
+the lean and TransformerLens activations at the hook against float32 TransformerLens. Model FLOPs:
+2 x the parameters of the blocks run per token (BOS included, padding not), attention 4 x n_heads x
+d_head per causal query-key pair, and the SAE encoder 2 x d_in x d_sae per real token. MFU = FLOPs
+/ seconds / ``--peak-tflops`` (default on CUDA: 989, the H100 SXM's dense bf16 peak).
 """
 
 from __future__ import annotations
@@ -70,21 +70,30 @@ def build_sae(d_in: int, d_sae: int, hook: str, dtype: torch.dtype, device: str)
     return sae.eval()
 
 
-def calibrate_thresholds(model, sae, hook: str, sentences: list[Sentence], l0: float) -> None:
-    """Per-latent thresholds at the (1 - l0/d_sae) quantile of its pre-activations on these
-    sentences' non-BOS tokens: each latent fires on that share of tokens, so L0 ~ l0."""
+def tl_acts(model, hook: str, tokens: torch.Tensor) -> torch.Tensor:
+    """TransformerLens' activations at `hook`, the model stopped at the hook's layer."""
     captured = {}
 
     def keep(act, hook):  # noqa: ARG001
         captured["a"] = act
 
-    tokens = padded_tokens(sentences, PAD).to(model.cfg.device)
     with torch.inference_mode(), model.hooks(fwd_hooks=[(hook, keep)]):
         model(tokens, stop_at_layer=stop_layer(hook))
-    keep = torch.zeros(tokens.shape, dtype=torch.bool)
-    for row, s in enumerate(sentences):
-        keep[row, 1 : len(s.token_ids)] = True
-    x = captured["a"][keep.to(tokens.device)].float()
+    return captured["a"]
+
+
+def inside_mask(sentences: list[Sentence], width: int) -> torch.Tensor:
+    """[sentence, position]: True inside each sentence (not padding)."""
+    return torch.arange(width) < torch.tensor([len(s.token_ids) for s in sentences])[:, None]
+
+
+def calibrate_thresholds(model, sae, hook: str, sentences: list[Sentence], l0: float) -> None:
+    """Per-latent thresholds at the (1 - l0/d_sae) quantile of its pre-activations on these
+    sentences' non-BOS tokens: each latent fires on that share of tokens, so L0 ~ l0."""
+    tokens = padded_tokens(sentences, PAD).to(model.cfg.device)
+    keep = inside_mask(sentences, tokens.shape[1])
+    keep[:, 0] = False  # BOS
+    x = tl_acts(model, hook, tokens)[keep.to(tokens.device)].float()
     pre = (x - sae.b_dec.float()) @ sae.W_enc.float() + sae.b_enc.float()
     k = max(1, min(pre.shape[0], round(pre.shape[0] * (1 - l0 / sae.cfg.d_sae))))
     with torch.no_grad():
@@ -112,29 +121,16 @@ def model_flops(model, sae, stop: int, sentences: list[Sentence]) -> tuple[float
 def _print_agreement(model, lean, hook: str, sentences: list[Sentence], device: str) -> None:
     """The lean forward's and TransformerLens' hook activations on real tokens, each against
     TransformerLens in float32 (and against each other): both should err alike."""
-    captured = {}
-
-    def keep(act, hook):  # noqa: ARG001
-        captured["a"] = act
-
-    def run_tl(m) -> torch.Tensor:
-        with torch.inference_mode(), m.hooks(fwd_hooks=[(hook, keep)]):
-            m(tokens, stop_at_layer=stop_layer(hook))
-        return captured.pop("a")[real].float()
-
     tokens = padded_tokens(sentences, PAD).to(device)
-    real = torch.zeros(tokens.shape, dtype=torch.bool)
-    for row, s in enumerate(sentences):
-        real[row, : len(s.token_ids)] = True
-    real = real.to(device)
-    got = {"TransformerLens": run_tl(model), "lean": lean(tokens)[real].float()}
+    real = inside_mask(sentences, tokens.shape[1]).to(device)
+    got = {"TransformerLens": tl_acts(model, hook, tokens)[real].float(),
+           "lean": lean(tokens)[real].float()}
+    pairs = [("lean", got["TransformerLens"], "TransformerLens")]
     if model.cfg.dtype != torch.float32:
-        exact = run_tl(copy.deepcopy(model).to(torch.float32, print_details=False))
+        exact = tl_acts(copy.deepcopy(model).to(torch.float32, print_details=False), hook,
+                        tokens)[real].float()
         pairs = [("lean", exact, "float32 TransformerLens"),
-                 ("TransformerLens", exact, "float32 TransformerLens")]
-    else:
-        pairs = []
-    pairs.append(("lean", got["TransformerLens"], "TransformerLens"))
+                 ("TransformerLens", exact, "float32 TransformerLens"), *pairs]
     for name, ref, ref_name in pairs:
         rel = ((got[name] - ref).norm(dim=-1) / ref.norm(dim=-1)).cpu()
         print(f"{name} vs {ref_name} at {hook}, {int(real.sum())} real tokens: relative L2 "
