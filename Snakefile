@@ -24,6 +24,7 @@ include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/mcs.smk"
 include: "workflow/rules/logit_lens.smk"
 include: "workflow/rules/pages.smk"
+include: "workflow/rules/paired.smk"
 include: "workflow/rules/summary.smk"
 
 

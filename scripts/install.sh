@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # chromium: headless screenshots of the feature pages and the browser tests.
 # slurm-wlm, slurmdbd, munge, mariadb-server: the one-node test cluster (scripts/slurm-up.sh).
 # g++: torch.compile's CPU code generation (extract.compile and its test).
-apt_packages=(sword-text-kjv sword-text-sparv chromium slurm-wlm slurmdbd munge mariadb-server g++)
+apt_packages=(sword-text-kjv sword-text-sparv sword-text-web dict-freedict-eng-spa dict-freedict-spa-eng chromium slurm-wlm slurmdbd munge mariadb-server g++)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -12,7 +12,7 @@ from conftest import make_jumprelu, sample_corpus
 
 from polyglot_sae.extract import ACTS_SCHEMA, ExtractConfig, extract_sparse, token_table, tokenize
 from polyglot_sae.atomic_io import read_metadata, write_parquet
-from polyglot_sae.reduce import reduce_max
+from polyglot_sae.reduce import reduce_max, sentence_lengths
 
 HOOK = "blocks.1.hook_resid_post"
 
@@ -92,6 +92,29 @@ def test_reduce_matches_numpy_and_is_shard_invariant(tiny_model, sae, pairs, tmp
         ref[(p, l, f)] = max(ref.get((p, l, f), 0.0), v)
     assert dict(zip(zip(*[one[c].to_list() for c in ("pair_id", "lang", "feature_id")]),
                     one["value"].to_list())) == ref
+
+
+def test_reduce_keeps_the_token_of_the_max(tiny_model, sae, pairs, tmp_path):
+    acts = extract_sparse(tiny_model, sae, HOOK, pairs, ExtractConfig(batch_size=4))
+    tokens = token_table(tiny_model.tokenizer, tokenize(tiny_model.tokenizer, pairs, 256))
+    table, _ = reduce_max([write_parquet(acts, tmp_path / "a.parquet", {"n_pairs": 12})],
+                          [write_parquet(tokens, tmp_path / "t.parquet")])
+    token_at = {(p, l, t): i for p, l, t, i in
+                tokens.select("pair_id", "lang", "token_pos", "token_id").iter_rows()}
+    # independent reference: the first position holding each (pair, lang, feature)'s max
+    best: dict[tuple, tuple[float, int]] = {}
+    for p, l, t, f, v in acts.select("pair_id", "lang", "token_pos", "feature_id",
+                                     "value").iter_rows():
+        key = (p, l, f)
+        if key not in best or v > best[key][0] or (v == best[key][0] and t < best[key][1]):
+            best[key] = (v, t)
+    got = {(p, l, f): i for p, l, f, i in
+           table.select("pair_id", "lang", "feature_id", "token_id").iter_rows()}
+    assert got == {k: token_at[(k[0], k[1], t)] for k, (_, t) in best.items()}
+    lengths = sentence_lengths([tmp_path / "t.parquet"])
+    first = lengths.filter((pl.col("pair_id") == 0) & (pl.col("lang") == "en"))["n_tokens"]
+    assert first.item() == len(tiny_model.tokenizer.encode(pairs["text"][0],
+                                                             add_special_tokens=False))
 
 
 def test_parquet_write_is_atomic_and_keeps_provenance(tmp_path, monkeypatch):

@@ -9,19 +9,21 @@ import os
 import re
 import shutil
 from dataclasses import replace
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-from polyglot_sae import feature_pages as fp
 from polyglot_sae.browser import BrowserConfig, dump_dom, file_url, find_chromium, screenshot
 from polyglot_sae.errors import InputError
-from polyglot_sae.feature_pages import (FeaturePagesConfig, FeaturePagesInput, LogitLens, McsMatch,
-                                        build_feature_pages, collect_feature_data,
-                                        neuronpedia_template, select_features)
+from polyglot_sae.report import pages as render
+from polyglot_sae.report.page_data import (FeaturePagesConfig, FeaturePagesInput, LogitLens,
+                                           McsMatch, collect_feature_data, logit_lens_from_stats,
+                                           neuronpedia_template, select_features)
+from polyglot_sae.report.pages import build_feature_pages
+
+from html_dom import Node, parse
 
 needs_chromium = pytest.mark.skipif(
     find_chromium() is None and not os.environ.get("CI"),
@@ -87,6 +89,22 @@ def synthetic_input(n_features: int = 6, n_pairs: int = 30, n_dead: int = 2, see
                              name="run <test> & 'quotes'", **extras)
 
 
+PAIRED_CLASSES = ["concept", "shared_string", "lang_specific:es", "weak", "low_support", "length"]
+
+
+def paired_scores(scores: pl.DataFrame, seed: int = 1) -> pl.DataFrame:
+    """The paired method's scores table for the same features, ranks and dead flags: class, rho
+    and its companions in place of the BI columns; dead features get class "dead" and NaN rho."""
+    rng = np.random.default_rng(seed)
+    n, dead = scores.height, scores["dead"].to_numpy()
+    rho = np.where(dead, np.nan, rng.uniform(-0.2, 0.9, n))
+    return pl.DataFrame({
+        "feature_id": scores["feature_id"], "dead": scores["dead"], "rank": scores["rank"],
+        "class": ["dead" if d else PAIRED_CLASSES[i % len(PAIRED_CLASSES)] for i, d in enumerate(dead)],
+        "rho": rho, "rho_lo": rho - 0.1, "rho_len": rho - 0.05, "rho_para": np.full(n, 0.95),
+        "ratio": rho / 0.95, "lex": rng.random(n), "rho_nonlex": rho - 0.02,
+        "n_cofire": pl.Series(rng.integers(0, 30, n), dtype=pl.UInt32),
+    })
 INPUTS = synthetic_input()
 # The worst-ranked alive feature and a dead one are listed beyond the top 4.
 LAST = INPUTS.scores.sort("rank", nulls_last=True)["feature_id"][5]
@@ -103,65 +121,6 @@ def inputs() -> FeaturePagesInput:
 @pytest.fixture(scope="module")
 def site(inputs, tmp_path_factory) -> Path:
     return build_feature_pages(inputs, tmp_path_factory.mktemp("pages") / "site", CONFIG)
-
-
-# --- a small DOM from html.parser (no lxml here) ---------------------------------------------
-
-
-class Node:
-    def __init__(self, tag: str, attrs: dict[str, str | None], parent: Node | None) -> None:
-        self.tag, self.attrs, self.parent = tag, attrs, parent
-        self.children: list[Node | str] = []
-
-    def text(self) -> str:
-        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
-
-    def iter(self, tag: str | None = None):
-        for c in self.children:
-            if isinstance(c, Node):
-                if tag is None or c.tag == tag:
-                    yield c
-                yield from c.iter(tag)
-
-    def find_tag(self, tag: str) -> Node:
-        return next(self.iter(tag))
-
-    def find_id(self, id_: str) -> Node:
-        return next(n for n in self.iter() if n.attrs.get("id") == id_)
-
-
-class DomBuilder(HTMLParser):
-    VOID = {"meta", "link", "input", "br", "img", "hr", "col", "area", "base", "source", "wbr"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = self.cur = Node("#root", {}, None)
-
-    def handle_starttag(self, tag, attrs):
-        node = Node(tag, dict(attrs), self.cur)
-        self.cur.children.append(node)
-        if tag not in self.VOID:
-            self.cur = node
-
-    def handle_startendtag(self, tag, attrs):
-        self.cur.children.append(Node(tag, dict(attrs), self.cur))
-
-    def handle_endtag(self, tag):
-        node = self.cur
-        while node is not None and node.tag != tag:
-            node = node.parent
-        if node is not None and node.parent is not None:
-            self.cur = node.parent
-
-    def handle_data(self, data):
-        self.cur.children.append(data)
-
-
-def parse(html_text: str) -> Node:
-    builder = DomBuilder()
-    builder.feed(html_text)
-    builder.close()
-    return builder.root
 
 
 # --- unit tests on the written HTML -------------------------------------------------------------
@@ -206,7 +165,7 @@ def test_csp_and_no_remote_urls(site, inputs, tmp_path):
         tree = parse(path.read_text(encoding="utf-8"))
         csp = [m.attrs["content"] for m in tree.iter("meta")
                if m.attrs.get("http-equiv") == "Content-Security-Policy"]
-        assert csp == [fp.CSP] and "default-src 'none'" in csp[0] and "http" not in csp[0]
+        assert csp == [render.CSP] and "default-src 'none'" in csp[0] and "http" not in csp[0]
         urls = [n.attrs.get(a) for n in tree.iter() for a in ("src", "href") if n.attrs.get(a)]
         assert not [u for u in urls if re.match(r"(?i)\s*(https?:)?//", u)], path
     # With a Neuronpedia template, each feature page has exactly that one absolute link.
@@ -303,6 +262,40 @@ def test_optional_sections(site, inputs, tmp_path):
     assert "dead" in dead and "Never fires in es." in dead
 
 
+def test_paired_scores_show_class_and_rho(inputs, tmp_path):
+    """A paired-method table: the index data carry class and rho (and list them in data.stats,
+    which pages.js turns into columns), the feature page's score table shows them all."""
+    scores = paired_scores(inputs.scores)
+    out = build_feature_pages(replace(inputs, scores=scores), tmp_path / "paired", CONFIG)
+    rows = {r["feature_id"]: r for r in scores.iter_rows(named=True)}
+    data = index_data(out)
+    assert data["stats"] == ["class", "rho", "rho_lo", "ratio", "lex"]  # no p or q in this table
+    assert [f["id"] for f in data["features"]] == select_features(scores, CONFIG)
+    for f in data["features"]:
+        row = rows[f["id"]]
+        assert f["class"] == row["class"] and "bi" not in f and "jsd" not in f
+        assert f["rho"] == (None if row["dead"] else pytest.approx(row["rho"]))
+        assert f["rho_lo"] == (None if row["dead"] else pytest.approx(row["rho_lo"]))
+    index = parse((out / "index.html").read_text(encoding="utf-8"))
+    keys = [th.attrs["data-key"] for th in index.iter("th")]
+    assert keys == ["id", "rank", "class", "rho", "rho_lo", "ratio", "lex", "d0", "d1", "tok"]
+
+    def score_table(fid: int) -> dict[str, str]:
+        page = parse((out / "features" / f"{fid}.html").read_text(encoding="utf-8"))
+        return {tr.find_tag("th").text(): tr.find_tag("td").text()
+                for tr in page.find_tag("table").iter("tr")}
+
+    r = rows[FIRST]
+    assert score_table(FIRST) == {
+        "rank": "0", "class": r["class"], "rho": f"{r['rho']:.4g}",
+        "rho lower bound": f"{r['rho_lo']:.4g}", "rho given lengths": f"{r['rho_len']:.4g}",
+        "rho_para (paraphrase ceiling)": "0.95", "rho / rho_para": f"{r['ratio']:.4g}",
+        "lex (shared-string share)": f"{r['lex']:.4g}",
+        "rho without shared strings": f"{r['rho_nonlex']:.4g}", "co-fired pairs": str(r["n_cofire"])}
+    dead = score_table(7)
+    assert dead["class"] == "dead" and dead["rho"] == "–" and dead["rank"].startswith("dead")
+
+
 def test_bad_inputs_name_the_field(inputs, tmp_path):
     with pytest.raises(InputError, match="neuronpedia_url"):
         FeaturePagesConfig(neuronpedia_url="http://example.org/{model}/{feature}")
@@ -323,7 +316,7 @@ def test_logit_lens_from_stats():
         "top_ids": [[2, 0, 1], [0, 1, 2]], "top_values": [[3.0, 2.0, 1.0], [0.0, 0.0, 0.0]],
         "bottom_ids": [[1, 0, 2], [0, 1, 2]], "bottom_values": [[-3.0, -2.0, -1.0], [0.0, 0.0, 0.0]],
     })
-    lens = fp.logit_lens_from_stats(stats, ["▁a", EVIL, "ñ"], [3], k=2)
+    lens = logit_lens_from_stats(stats, ["▁a", EVIL, "ñ"], [3], k=2)
     assert lens == {3: LogitLens(top=[("ñ", 3.0), ("▁a", 2.0)], bottom=[(EVIL, -3.0), ("▁a", -2.0)],
                                  token_class="prediction")}
 
@@ -335,7 +328,7 @@ def test_failed_build_keeps_the_old_folder(inputs, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(fp, "render_feature_page", boom)
+    monkeypatch.setattr(render, "render_feature_page", boom)
     with pytest.raises(RuntimeError, match="killed"):
         build_feature_pages(inputs, out, replace(CONFIG, top_n=6))
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
@@ -434,6 +427,20 @@ def test_header_clicks_sort_and_csp_blocks_inline_scripts(site, inputs, tmp_path
     shown = [f for f, _, _ in rendered_rows(dom)]
     alive = [f for f in shown if bi[f] is not None and not np.isnan(bi[f])]
     assert alive == sorted(alive, key=lambda f: -bi[f]) and shown[len(alive):] == [7]
+
+
+@needs_chromium
+def test_paired_index_renders_class_and_rho_in_chromium(inputs, tmp_path):
+    scores = paired_scores(inputs.scores)
+    out = build_feature_pages(replace(inputs, scores=scores), tmp_path / "paired", CONFIG)
+    rows = {r["feature_id"]: r for r in scores.iter_rows(named=True)}
+    shown = rendered_rows(parse(dump_dom(file_url(out / "index.html", "sort=rho&desc=1"))))
+    assert sorted(f for f, _, _ in shown) == sorted(select_features(scores, CONFIG))
+    # Cells: id, rank, then data.stats in order (class is the text one), densities, tokens.
+    assert [cells[2] for _, _, cells in shown] == [rows[f]["class"] for f, _, _ in shown]
+    alive = [f for f, _, _ in shown if not rows[f]["dead"]]
+    assert alive == sorted(alive, key=lambda f: -rows[f]["rho"])
+    assert [f for f, _, _ in shown][len(alive):] == [7]  # missing rho last
 
 
 def test_significant_features_beyond_top_n_get_pages():

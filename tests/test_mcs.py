@@ -4,7 +4,6 @@ against the analytic distribution, the bilingual x MCS tests, the Parquet writer
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -296,20 +295,25 @@ def test_bilingual_vs_mcs_degenerate_cases():
 # --- SAE folders --------------------------------------------------------------------------------
 
 
-def test_mcs_between_saes_writes_the_schema(tmp_path, monkeypatch):
-    # A stand-in for sae-lens' loader (importing sae-lens alone takes longer than this file).
+def test_mcs_between_saes_writes_the_schema(tmp_path):
+    """Real sae-lens folders (SAE.save_model), read back by the pipeline's own loader: decoder
+    directions are each SAE's W_dec exactly (not W_enc.T, not norm-folded, not cast), and the
+    MCS file is built from them."""
+    from conftest import make_jumprelu
+
     rng = np.random.default_rng(7)
     weights = {"small": rng.normal(size=(12, 5)).astype(np.float32),
                "large": rng.normal(size=(30, 5)).astype(np.float32),
                "other": rng.normal(size=(30, 4)).astype(np.float32)}
-
-    def fake_load(path, device="cpu"):
-        w = weights[str(path).rsplit("/", 1)[-1]]
-        return SimpleNamespace(W_dec=torch.from_numpy(w),
-                               cfg=SimpleNamespace(d_sae=w.shape[0], d_in=w.shape[1]))
-
-    monkeypatch.setattr("polyglot_sae.saes.load_sae", fake_load)
-    np.testing.assert_array_equal(mcs.decoder_directions(tmp_path / "small"), weights["small"])
+    for name, w in weights.items():
+        sae = make_jumprelu(w.shape[1], w.shape[0], seed=len(name))
+        with torch.no_grad():  # rows of unequal norm, unrelated to the encoder
+            sae.W_dec.copy_(torch.from_numpy(w))
+        sae.save_model(tmp_path / name)
+    for name, w in weights.items():
+        got = mcs.decoder_directions(tmp_path / name)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, w)
     out = mcs.mcs_between_saes(tmp_path / "small", tmp_path / "large", tmp_path / "mcs.parquet",
                                config=mcs.McsConfig(chunk_rows=5), provenance={"run": "test"})
     table = mcs.read_mcs(out)
@@ -321,9 +325,12 @@ def test_mcs_between_saes_writes_the_schema(tmp_path, monkeypatch):
     meta = read_metadata(out)
     assert meta["run"] == "test" and meta["d_sae"] == 12 and meta["reference_d_sae"] == 30
     assert meta["n_high"] + meta["n_low"] == 12 and meta["threshold"] == 0.5
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["large", "mcs.parquet", "other", "small"]
     with pytest.raises(InputError, match="d_in"):
         mcs.mcs_between_saes(tmp_path / "small", tmp_path / "other", tmp_path / "x.parquet")
+    (tmp_path / "not-an-sae").mkdir()
+    with pytest.raises(InputError, match="cfg.json"):
+        mcs.decoder_directions(tmp_path / "not-an-sae")
 
 
 # --- Figures -----------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The slurm profile on a real SLURM: a one-node cluster on localhost (scripts/slurm-up.sh, with
-accounting and one dummy GPU) runs the tiny DAG through `--profile profiles/slurm`; every job must
+accounting and one dummy GPU) runs the tiny DAG through `snakemake --profile slurm`, typed as users
+type it in the repository root (the committed link `slurm` -> profiles/slurm); every job must
 have gone through sbatch, the GPU rules must have asked for and got a GPU, and the tables must
 equal those of a plain local run bit for bit.
 
@@ -33,7 +34,9 @@ from test_workflow import planned_jobs, tiny_config
 
 pytestmark = pytest.mark.slurm
 
-PROFILE = ROOT / "profiles" / "slurm"
+# Snakemake looks a profile name up in the working directory first (then ~/.config/snakemake and
+# /etc/xdg/snakemake): the repository root's `slurm` link makes `--profile slurm` find it there.
+PROFILE = ROOT / "slurm"
 LOCAL_PROFILE = ROOT / "profiles" / "local"
 STATE = Path(os.environ.get("SLURM_STATE_DIR", "/tmp/polyglot-slurm"))
 # Wall-clock cap of each Snakemake run: a lost job status makes the plugin wait forever while
@@ -100,15 +103,31 @@ def cluster():
             assert down.returncode == 0, down.stderr
 
 
+def _profile_cmd(workdir: Path) -> list[str]:
+    """`snakemake --profile slurm` as users type it in the repository root (run with cwd=ROOT),
+    plus what points it at the test's workdir and config."""
+    return [SNAKEMAKE, "--profile", "slurm", "--directory", str(workdir),
+            "--configfile", str(workdir / "config.yaml")]
+
+
+def test_profile_is_found_by_name(tmp_path):
+    """No cluster needed: the plain `--profile slurm` resolves to profiles/slurm and plans."""
+    write_config(tmp_path, tiny_config(tmp_path))
+    proc = subprocess.run([*_profile_cmd(tmp_path), "-n"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]  # not "profile directory given (slurm), but no ..."
+    assert (ROOT / "slurm").resolve() == (ROOT / "profiles" / "slurm").resolve()
+    assert "Job stats:" in out and "shards" in out
+
+
 def _slurm_run(workdir: Path) -> subprocess.CompletedProcess:
     """Snakemake through the slurm profile, capped by `timeout -k`; on failure, what went wrong."""
-    cmd = ["timeout", "-k", "10", str(RUN_LIMIT_S), SNAKEMAKE, "-s", str(ROOT / "Snakefile"),
-           "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
-           "--profile", str(PROFILE),
+    cmd = ["timeout", "-k", "10", str(RUN_LIMIT_S), *_profile_cmd(workdir),
            # Poll sacct 1 s after submitting (the profile's 10 s would add ~10 s per DAG level).
            "--slurm-init-seconds-before-status-checks", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_LIMIT_S + 60,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                          timeout=RUN_LIMIT_S + 60, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if proc.returncode != 0:
         slurm_logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}"
                                for p in (workdir / ".snakemake" / "slurm_logs").rglob("*.log")

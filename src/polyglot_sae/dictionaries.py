@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from .atomic_io import read_metadata, write_json, write_parquet
-from .feature_pages import McsMatch
+from .report.page_data import McsMatch
 from .mcs import McsConfig, bilingual_vs_mcs, random_baseline_mcs
 from .plots_mcs import plot_mcs_histogram, plot_mcs_ladder, plot_mcs_scatter
 

@@ -35,13 +35,34 @@ def window(text: str, width: int = 160) -> str:
     return ("…" if start else "") + text[start : start + width] + ("…" if start + width < len(text) else "")
 
 
+# The score columns shown beside examples, by method family: (column, label, format).
+_BI_STATS = (("bi_score", "BI score", ".4g"), ("jsd", "JSD", ".3g"), ("idaf", "idaf", ".4g"))
+_PAIRED_STATS = (("rho", "rho", ".3f"), ("rho_lo", "rho_lo", ".3f"), ("ratio", "rho/rho_para", ".2f"),
+                 ("lex", "lex", ".2f"), ("class", "class", ""))
+
+
+def score_stats(columns: Sequence[str]) -> list[tuple[str, str, str]]:
+    """The (column, label, format) of the statistics a scores table has, BI or paired, with the
+    null's q-value when it ran."""
+    family = _PAIRED_STATS if "rho" in columns else _BI_STATS
+    stats = [s for s in family if s[0] in columns and s[0] != "idaf"]
+    return stats + [("q_value", "q", ".3g")] * ("q_value" in columns)
+
+
+def _fmt(value, fmt: str) -> str:
+    return "" if value is None else format(value, fmt) if fmt else str(value)
+
+
 def top_examples(scores: pl.DataFrame, maxacts: pl.DataFrame, act_shards: Sequence[str | Path],
                  token_shards: Sequence[str | Path], refs: pl.DataFrame, *, top_k: int,
                  n_examples: int) -> pl.DataFrame:
-    """One row per (top feature, language, example): rank, feature_id, bi_score, jsd, idaf,
-    (p_value, q_value when the scores have them), lang, n_firing (pairs on which the feature
-    fires in that language), example (0-based), pair_id, ref, max_value, marked text."""
-    stats = ["bi_score", "jsd", "idaf"] + [c for c in ("p_value", "q_value") if c in scores.columns]
+    """One row per (top feature, language, example): rank, feature_id, the method's statistics
+    (bi_score, jsd, idaf, or rho, rho_lo, ratio, lex, class; p_value, q_value when the scores
+    have them), lang, n_firing (pairs on which the feature fires in that language), example
+    (0-based), pair_id, ref, max_value, marked text."""
+    family = _PAIRED_STATS if "rho" in scores.columns else _BI_STATS
+    stats = [c for c, _, _ in family if c in scores.columns] + [
+        c for c in ("p_value", "q_value") if c in scores.columns]
     top = scores.filter(pl.col("rank") < top_k).select("rank", "feature_id", *stats)
     n_firing = (maxacts.join(top.select("feature_id"), on="feature_id")
                 .group_by("feature_id", "lang").agg(n_firing=pl.len().cast(pl.UInt32)))
@@ -87,11 +108,12 @@ def top_examples(scores: pl.DataFrame, maxacts: pl.DataFrame, act_shards: Sequen
 
 def markdown_table(examples: pl.DataFrame, langs: Sequence[str], title: str) -> str:
     """The top features with their first example per language, as a Markdown table."""
-    has_q = "q_value" in examples.columns
+    stats = score_stats(examples.columns)
     lines = [f"### {title}", "",
-             "| rank | feature | BI score | JSD | " + ("q | " if has_q else "") + "fires on (pairs) | "
+             "| rank | feature | " + "".join(f"{label} | " for _, label, _ in stats)
+             + "fires on (pairs) | "
              + " | ".join(f"top {lang} example (max activation)" for lang in langs) + " |",
-             "|---:|---:|---:|---:|" + ("---:|" if has_q else "") + "---|" + "---|" * len(langs)]
+             "|---:|---:|" + "---:|" * len(stats) + "---|" + "---|" * len(langs)]
     first = examples.filter(pl.col("example") == 0)
     for (rank, feature), group in first.group_by("rank", "feature_id", maintain_order=True):
         row = group.row(0, named=True)
@@ -100,7 +122,6 @@ def markdown_table(examples: pl.DataFrame, langs: Sequence[str], title: str) -> 
         cells = [f"{by_lang[lang]['ref']}: {window(by_lang[lang]['marked'])} "
                  f"({by_lang[lang]['max_value']:.3g})".replace("|", "\\|")
                  if lang in by_lang else "" for lang in langs]
-        q = f"{row['q_value']:.3g} | " if has_q else ""
-        lines.append(f"| {rank} | {feature} | {row['bi_score']:.4g} | {row['jsd']:.3g} | {q}{fires} | "
-                     + " | ".join(cells) + " |")
+        values = "".join(f"{_fmt(row[c], fmt)} | " for c, _, fmt in stats)
+        lines.append(f"| {rank} | {feature} | {values}{fires} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

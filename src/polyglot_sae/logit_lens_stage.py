@@ -14,7 +14,7 @@ import polars as pl
 
 from .atomic_io import read_metadata, write_parquet
 from .errors import InputError
-from .feature_pages import LogitLens
+from .report.page_data import LogitLens
 from .logit_lens import (EnrichmentConfig, JoinConfig, analyse, join_bilingual, logit_weights,
                          unembed_lens, write_result)
 from .plots_logit_lens import plot_language_promotion, plot_logit_histogram, plot_skew_kurtosis

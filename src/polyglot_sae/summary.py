@@ -9,6 +9,7 @@ from typing import Any
 import polars as pl
 
 from .atomic_io import read_metadata, write_text
+from .paired import report as paired_report
 
 
 def _quality_lines(quality: dict[str, Any], maxacts_path: str, d_sae: int) -> list[str]:
@@ -62,29 +63,51 @@ def _agreement(a: pl.DataFrame, b: pl.DataFrame, k: int) -> str:
     return f"{len(top_a & top_b)} of {k} shared (Jaccard {len(top_a & top_b) / max(1, len(union)):.2f})"
 
 
+def _paired_section(inputs, i: int, scores: pl.DataFrame, langs: list[str], top_k: int) -> list[str]:
+    """The paired method first: its class headline, its top features with their words, the
+    paraphrase alignment and the translation-lexicon check."""
+    lines = [paired_report.headline(scores, langs), ""]
+    if "paraphrase" in inputs.keys():
+        lines += [paired_report.paraphrase_line(json.loads(Path(inputs.paraphrase).read_text())), ""]
+    lines += [f"Top {top_k} of the paired ranking (concept features first, then by rho's lower "
+              "bound):", ""]
+    lines += paired_report.top_table(scores, pl.read_parquet(inputs.words[i]), langs, top_k)
+    lines += [""]
+    if "lexicon" in inputs.keys():
+        lines += paired_report.lexicon_lines(pl.read_parquet(inputs.lexicon[i])) + [""]
+    return lines
+
+
 def write_summary(inputs, cfg: dict[str, Any], run: str, out_path: str) -> None:
     corpus = json.loads(Path(inputs.corpus).read_text())
     lines = [f"# polyglot-sae run `{run}`", "",
              f"Corpus: {corpus['pairs']} aligned pairs ({', '.join(corpus['langs'])}); "
              f"{corpus['dropped_empty']} pairs with an empty side dropped.", ""]
     methods = cfg["methods"]
+    bi_methods = [m for m in methods if m != "paired"]
     for i, sae in enumerate(cfg["saes"]):
         quality = json.loads(Path(inputs.quality[i]).read_text())
+        scores = {m: pl.read_parquet(inputs.scores[i * len(methods) + j])
+                  for j, m in enumerate(methods)}
         lines += [f"## SAE `{sae}`", ""]
+        if "paired" in scores:
+            lines += _paired_section(inputs, i, scores["paired"], list(corpus["langs"]),
+                                     cfg.get("top_k", 25))
         lines += _quality_lines(quality, inputs.maxacts[i], quality["d_sae"])
-        scores = {}
         for j, method in enumerate(methods):
-            index = i * len(methods) + j
-            scores[method] = pl.read_parquet(inputs.scores[index])
-            rho = json.loads(Path(inputs.mono[index]).read_text())
+            if method == "paired":
+                lines += [Path(inputs.top[i * len(methods) + j]).read_text(), ""]
+                continue
+            rho = json.loads(Path(inputs.mono[i * len(bi_methods) + bi_methods.index(method)])
+                             .read_text())
             lines += [_headline(scores[method], method) + f" Spearman(bi_score, monolinguality "
                       f"nu_max) = {rho['rho']:.3f} over {rho['n_features']} features.", ""]
             lines += _significant_top(scores[method])
-            lines += [Path(inputs.top[index]).read_text(), ""]
-        if len(methods) == 2:
-            a, b = (scores[m] for m in methods)
-            lines += [f"Top-25 agreement between methods {methods[0]} and {methods[1]}: "
-                      f"{_agreement(a, b, 25)}; top-100: {_agreement(a, b, 100)}.", ""]
+            lines += [Path(inputs.top[i * len(methods) + j]).read_text(), ""]
+        for a, b in zip(methods, methods[1:]):
+            lines += [f"Top-25 agreement between methods {a} and {b}: "
+                      f"{_agreement(scores[a], scores[b], 25)}; top-100: "
+                      f"{_agreement(scores[a], scores[b], 100)}.", ""]
     if len(cfg["saes"]) > 1:
         table = pl.read_parquet(inputs.saes)
         lines += ["## SAEs side by side", "", "| SAE | hook | d_sae | method | alive | q < 0.05 |",

@@ -8,6 +8,12 @@ CORPUS = config["corpus"]["name"]
 MODEL = config["model"]["name"]
 SAES = {s["id"]: s for s in config["saes"]}
 METHODS = config["score"]["methods"]
+# The seed's two methods rank by the BI score; their figures, sweeps and null do not apply to
+# `paired`, which has its own (workflow/rules/paired.smk).
+BI_METHODS = [m for m in METHODS if m != "paired"]
+PAIRED = "paired" in METHODS
+PARAPHRASE = config["corpus"].get("paraphrase")
+LEXICON = config["lexicon"]["enabled"]
 ENV = "../../envs/polyglot-sae.yaml"
 SUMMARY = f"results/{RUN}/summary.md"
 
@@ -15,7 +21,7 @@ SUMMARY = f"results/{RUN}/summary.md"
 wildcard_constraints:
     sae=r"[A-Za-z0-9_-]+",
     shard=r"\d{5}",
-    method="exact|seed",
+    method="exact|seed|paired",
     model=r"[A-Za-z0-9_.-]+",
     corpus=r"[A-Za-z0-9_.-]+",
     run=r"[A-Za-z0-9_.-]+",
@@ -118,13 +124,13 @@ FIGURES = [
         "results/{run}/figures/{sae}.{method}.bi_curve.png",
         run=RUN,
         sae=SAES,
-        method=METHODS,
+        method=BI_METHODS,
     ),
     *expand(
         "results/{run}/sweeps/{sae}.{method}.{sweep}.png",
         run=RUN,
         sae=SAES,
-        method=METHODS,
+        method=BI_METHODS,
         sweep=["beta", "size"] if config["score"]["permutations"] else ["beta"],
     ),
     *expand(
@@ -137,7 +143,7 @@ FIGURES = [
         "results/{run}/mcs/{sae}.{method}.scatter.png",
         run=RUN,
         sae=LADDERS,
-        method=METHODS,
+        method=BI_METHODS,
     ),
     *expand(
         "results/{run}/pages/{sae}.{method}.{shot}.png",
@@ -162,14 +168,15 @@ FIGURES = [
         "results/{run}/logit_lens/{sae}.{method}.languages.png",
         run=RUN,
         sae=SAES if config["logit_lens"]["enabled"] else [],
-        method=METHODS,
+        method=BI_METHODS,
     ),
     *expand(
         "results/{run}/figures/{sae}.{method}.pvalues.png",
         run=RUN,
         sae=SAES,
-        method=METHODS if config["score"]["permutations"] else [],
+        method=BI_METHODS if config["score"]["permutations"] else [],
     ),
+    *expand("results/{run}/paired/{sae}.ceiling.png", run=RUN, sae=SAES if PAIRED else []),
 ]
 
 

@@ -12,7 +12,10 @@ rule corpus:
     conda:
         ENV
     params:
-        cfg={k: v for k, v in config["corpus"].items() if k != "name"},
+        # The paraphrase has its own rule: adding one must not rewrite the scored pairs.
+        cfg={
+            k: v for k, v in config["corpus"].items() if k not in ("name", "paraphrase")
+        },
     script:
         "../scripts/corpus.py"
 

@@ -1,3 +1,18 @@
+def extract_params(wildcards, langs):
+    """What an extraction job's tables depend on: hook, SAE, the shard's content, languages."""
+    return {
+        "hook": sae_entry(wildcards)["hook"],
+        "sae_id": wildcards.sae,
+        "shard": {
+            "index": int(wildcards.shard),
+            "shard_pairs": config["split"]["shard_pairs"],
+            **shard_manifest()[wildcards.shard],
+        },
+        "langs": langs,
+        "extract": config["extract"],
+    }
+
+
 rule extract:
     input:
         model=f"resources/models/{MODEL}",
@@ -18,16 +33,6 @@ rule extract:
         ENV
     threads: 2
     params:
-        cfg=lambda w: {
-            "hook": sae_entry(w)["hook"],
-            "sae_id": w.sae,
-            "shard": {
-                "index": int(w.shard),
-                "shard_pairs": config["split"]["shard_pairs"],
-                **shard_manifest()[w.shard],
-            },
-            "langs": config["corpus"]["langs"],
-            "extract": config["extract"],
-        },
+        cfg=lambda w: extract_params(w, config["corpus"]["langs"]),
     script:
         "../scripts/extract.py"

@@ -7,6 +7,8 @@ rule score:
         "logs/{run}/score/{sae}.{method}.log",
     benchmark:
         "benchmarks/{run}/score/{sae}.{method}.tsv"
+    wildcard_constraints:
+        method="exact|seed",
     conda:
         ENV
     params:

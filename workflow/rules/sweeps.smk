@@ -67,7 +67,7 @@ rule size_ablation:
 rule sae_sweep:
     input:
         scores=expand(
-            "results/{{run}}/scores/{sae}.{method}.parquet", sae=SAES, method=METHODS
+            "results/{{run}}/scores/{sae}.{method}.parquet", sae=SAES, method=BI_METHODS
         ),
     output:
         table="results/{run}/sweeps/saes.parquet",
@@ -82,7 +82,7 @@ rule sae_sweep:
             "entries": [
                 {"sae": s, "hook": SAES[s]["hook"], "method": m}
                 for s in SAES
-                for m in METHODS
+                for m in BI_METHODS
             ]
         },
     script:

@@ -1,0 +1,58 @@
+"""The paired method's figure: each supported feature's cross-language correlation against its
+paraphrase ceiling, coloured by class, the top features labelled with their words."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ..plots import FigureStyle, _figure, _save
+from .words import words_by_feature
+
+# Colour per class; the order is the legend's.
+CLASS_COLOURS = {"concept": "tab:green", "shared_string": "tab:orange", "length": "tab:purple",
+                 "weak": "0.6", "low_support": "0.85"}
+_SPECIFIC = "tab:blue"
+
+
+def plot_ceiling(scores: pl.DataFrame, words: pl.DataFrame, out: str | Path,
+                 langs: Sequence[str], *, top_k: int = 25, label_k: int = 12, note: str = "",
+                 style: FigureStyle = FigureStyle(width=7.5, height=7.0)) -> Path:
+    """rho (x) against rho_para (y) with the diagonal; without a paraphrase, rho against its
+    lower bound rho_lo (the y label says which)."""
+    shown = scores.filter(pl.col("rho").is_not_null() & ~pl.col("dead"))
+    para = shown["rho_para"].drop_nulls().len() > 0
+    y_col, y_label = ("rho_para", "rho_para: the same statistic between two versions of "
+                      "one language") if para else ("rho_lo", "rho_lo (bootstrap lower bound)")
+    fig, (ax,) = _figure(style)
+    for cls in [*CLASS_COLOURS, *sorted(c for c in shown["class"].unique().to_list()
+                                        if c.startswith("lang_specific"))]:
+        part = shown.filter(pl.col("class") == cls)
+        if part.height == 0:
+            continue
+        ax.scatter(part["rho"].to_numpy(), part[y_col].fill_null(np.nan).to_numpy(),
+                   s=6 if cls in ("weak", "low_support") else 12,
+                   color=CLASS_COLOURS.get(cls, _SPECIFIC), alpha=0.8, linewidths=0,
+                   label=f"{cls} ({part.height})")
+    ax.plot([0, 1], [0, 1], color="0.3", lw=0.8, ls="--", label="rho = ceiling")
+    by_feature = words_by_feature(words, langs)
+    for r in shown.filter(pl.col("rank") < min(top_k, label_k)).iter_rows(named=True):
+        if r[y_col] is None:
+            continue
+        w = by_feature.get(r["feature_id"], {})
+        text = "/".join((w.get(lang) or ["?"])[0] for lang in langs)
+        ax.annotate(text, (r["rho"], r[y_col]), fontsize=6, xytext=(3, 2),
+                    textcoords="offset points")
+    ax.set_xlabel(f"rho: correlation across languages ({' vs '.join(langs)}) of the per-pair maxima")
+    ax.set_ylabel(y_label)
+    ax.set_xlim(-0.05, 1.02)
+    ax.set_ylim(-0.05, 1.02)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Bilingual by meaning: correlation against the paraphrase ceiling")
+    caption = ("Each point is a feature with enough co-fired pairs. A concept feature shared "
+               "by the languages lies near the diagonal (as correlated across languages as "
+               "across two versions of one language); labels: the top features' words.")
+    return _save(fig, out, caption, note, style)
