@@ -81,8 +81,8 @@ def test_dataset_size(tmp_path):
     n = np.array([50, 100, 200, 400, 800])
     sig = np.array([3, 8, 20, 41, 90])
     overlap = np.array([0.1, 0.25, 0.45, 0.7, 1.0])
-    ablation = pl.DataFrame({"n_pairs": n, "n_significant": sig, "n_significant_lo": sig * 0.7,
-                             "n_significant_hi": sig * 1.3, "topk_overlap": overlap,
+    ablation = pl.DataFrame({"n_pairs": n, "n_found": sig, "n_found_lo": sig * 0.7,
+                             "n_found_hi": sig * 1.3, "topk_overlap": overlap,
                              "topk_overlap_lo": overlap * 0.8,
                              "topk_overlap_hi": np.minimum(overlap * 1.2, 1)})
     _check_png(plots.plot_dataset_size(ablation, tmp_path / "size.png", top_k=20, style=STYLE))

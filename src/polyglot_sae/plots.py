@@ -224,14 +224,15 @@ def plot_dataset_size(
     ablation: pl.DataFrame,
     out: str | Path,
     *,
-    alpha: float = 0.05,
+    found: str = "features bilingual at q < 0.05",
     top_k: int | None = None,
     note: str = "",
     style: FigureStyle = DEFAULT_STYLE,
 ) -> Path:
-    """Dataset-size ablation, two panels vs n_pairs (log x) with the bootstrap interval as a
-    band: features significant at q < ``alpha``, and top-k overlap with the full data."""
-    columns = ("n_pairs", "n_significant", "n_significant_lo", "n_significant_hi",
+    """Dataset-size ablation, two panels vs n_pairs (log x) with the subsampling interval as a
+    band: the features the method finds (``found`` says what they are), and the top-k overlap
+    with the full data."""
+    columns = ("n_pairs", "n_found", "n_found_lo", "n_found_hi",
                "topk_overlap", "topk_overlap_lo", "topk_overlap_hi")
     _require(ablation, columns, "dataset-size ablation")
     ablation = ablation.sort("n_pairs")
@@ -241,12 +242,12 @@ def plot_dataset_size(
                          "drop the empty subsets")
     k = f"top-{top_k}" if top_k else "top-k"
     fig, axes = _figure(style, ncols=2)
-    panels = (("n_significant", f"features bilingual at q < {alpha:g}"),
+    panels = (("n_found", found),
               ("topk_overlap", f"Jaccard overlap of the {k} with the full data's"))
     for ax, (column, label) in zip(axes, panels):
         mid, lo, hi = (ablation[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
                        for c in (column, f"{column}_lo", f"{column}_hi"))
-        ax.fill_between(x, lo, hi, color="C0", alpha=0.25, label="bootstrap interval")
+        ax.fill_between(x, lo, hi, color="C0", alpha=0.25, label="interval over subsets")
         ax.plot(x, mid, "o-", color="C0", label="estimate on the subset")
         ax.set_xscale("log")
         _ticks_at(ax, x)
@@ -258,8 +259,9 @@ def plot_dataset_size(
     axes[1].set_ylim(-0.05, 1.05)
     fig.suptitle("How the bilingual features depend on the number of sentence pairs")
     caption = (
-        "Each point scores a subset of the pairs; bands are the bootstrap interval over "
-        "resamples of that subset's pairs. Overlap is with the ranking on all pairs."
+        "Each point scores the first n pairs of a seeded order; bands span the same measure "
+        "over m random sets of n distinct pairs (min to max: a new set of n pairs falls inside "
+        "with probability (m - 1)/(m + 1)). Overlap is with the ranking on all pairs."
     )
     return _save(fig, out, caption, note, style)
 

@@ -66,7 +66,7 @@ def _agreement(a: pl.DataFrame, b: pl.DataFrame, k: int) -> str:
 def _paired_section(inputs, i: int, scores: pl.DataFrame, langs: list[str], top_k: int) -> list[str]:
     """The paired method first: its class headline, its top features with their words, the
     paraphrase alignment and the translation-lexicon check."""
-    lines = [paired_report.headline(scores, langs), ""]
+    lines = []
     if "paraphrase" in inputs.keys():
         lines += [paired_report.paraphrase_line(json.loads(Path(inputs.paraphrase).read_text())), ""]
     lines += [f"Top {top_k} of the paired ranking (concept features first, then by rho's lower "
@@ -80,10 +80,14 @@ def _paired_section(inputs, i: int, scores: pl.DataFrame, langs: list[str], top_
 
 def write_summary(inputs, cfg: dict[str, Any], run: str, out_path: str) -> None:
     corpus = json.loads(Path(inputs.corpus).read_text())
-    lines = [f"# polyglot-sae run `{run}`", "",
-             f"Corpus: {corpus['pairs']} aligned pairs ({', '.join(corpus['langs'])}); "
-             f"{corpus['dropped_empty']} pairs with an empty side dropped.", ""]
     methods = cfg["methods"]
+    lines = [f"# polyglot-sae run `{run}`", ""]
+    if "paired" in methods:  # the answer first: what the paired method finds, per SAE
+        for i, sae in enumerate(cfg["saes"]):
+            paired = pl.read_parquet(inputs.scores[i * len(methods) + methods.index("paired")])
+            lines += [f"SAE `{sae}`: " + paired_report.headline(paired, list(corpus["langs"])), ""]
+    lines += [f"Corpus: {corpus['pairs']} aligned pairs ({', '.join(corpus['langs'])}); "
+              f"{corpus['dropped_empty']} pairs with an empty side dropped.", ""]
     bi_methods = [m for m in methods if m != "paired"]
     for i, sae in enumerate(cfg["saes"]):
         quality = json.loads(Path(inputs.quality[i]).read_text())

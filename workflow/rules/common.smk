@@ -176,7 +176,15 @@ FIGURES = [
         sae=SAES,
         method=BI_METHODS if config["score"]["permutations"] else [],
     ),
-    *expand("results/{run}/paired/{sae}.ceiling.png", run=RUN, sae=SAES if PAIRED else []),
+    *expand(
+        "results/{run}/{plot}",
+        run=RUN,
+        plot=[
+            f"{stage}/{sae}.{name}.png"
+            for sae in (SAES if PAIRED else [])
+            for stage, name in (("paired", "ceiling"), ("sweeps", "paired.size"))
+        ],
+    ),
 ]
 
 

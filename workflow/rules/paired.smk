@@ -57,7 +57,8 @@ use rule reduce as reduce_paraphrase with:
 def paraphrase_table(wildcards):
     if not PARAPHRASE:
         return {}
-    return {"paraphrase": f"results/{wildcards.run}/maxacts/{wildcards.sae}.para.parquet"}
+    base = f"results/{wildcards.run}/maxacts/{wildcards.sae}.para"
+    return {"paraphrase": f"{base}.parquet", "paraphrase_lengths": f"{base}.lengths.parquet"}
 
 
 rule paired_stats:
@@ -173,3 +174,37 @@ rule lexicon_check:
         },
     script:
         "../scripts/lexicon_check.py"
+
+
+rule paired_size_ablation:
+    input:
+        unpack(paraphrase_table),
+        maxacts="results/{run}/maxacts/{sae}.parquet",
+        lengths="results/{run}/maxacts/{sae}.lengths.parquet",
+        vocab="results/{run}/maxacts/{sae}.vocab.parquet",
+        pairs=f"results/{CORPUS}/split/score.parquet",
+    output:
+        table="results/{run}/sweeps/{sae}.paired.size.parquet",
+        plot=report(
+            "results/{run}/sweeps/{sae}.paired.size.png",
+            caption="../report/size_ablation.rst",
+            category="Sweeps",
+        ),
+    log:
+        "logs/{run}/sweeps/{sae}.paired.size.log",
+    benchmark:
+        "benchmarks/{run}/sweeps/{sae}.paired.size.tsv"
+    conda:
+        ENV
+    params:
+        cfg=lambda w: {
+            "langs": config["corpus"]["langs"],
+            "paraphrase_of": PARAPHRASE["lang"] if PARAPHRASE else None,
+            "paired": config["paired"],
+            **{
+                k: config["sweeps"][k]
+                for k in ("ablation_sizes", "bootstrap", "seed", "top_k")
+            },
+        },
+    script:
+        "../scripts/paired_size_ablation.py"

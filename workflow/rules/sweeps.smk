@@ -41,6 +41,8 @@ rule size_ablation:
         "logs/{run}/sweeps/{sae}.{method}.size.log",
     benchmark:
         "benchmarks/{run}/sweeps/{sae}.{method}.size.tsv"
+    wildcard_constraints:
+        method="exact|seed",
     conda:
         ENV
     params:

@@ -4,7 +4,8 @@ from polyglot_sae.atomic_io import read_metadata, write_parquet
 from polyglot_sae.null import NullConfig
 from polyglot_sae.plots import plot_dataset_size
 from polyglot_sae.scoring import ScoreConfig
-from polyglot_sae.sweeps import AblationConfig, dataset_size_ablation
+from polyglot_sae.subsample import SubsampleConfig
+from polyglot_sae.sweeps import dataset_size_ablation
 from polyglot_sae.workflow_io import rule_log
 
 with rule_log(snakemake) as log:
@@ -17,12 +18,12 @@ with rule_log(snakemake) as log:
         score_config=ScoreConfig(method=p["method"], beta_rank=p["beta_rank"]),
         null_config=NullConfig(permutations=p["ablation_permutations"], seed=p["seed"],
                                early_stop_hits=p["early_stop_hits"]),
-        config=AblationConfig(sizes=tuple(p["ablation_sizes"]), seed=p["seed"],
-                              bootstrap=p["bootstrap"], top_k=p["top_k"]),
+        config=SubsampleConfig(sizes=tuple(p["ablation_sizes"]), seed=p["seed"],
+                               subsets=p["bootstrap"], top_k=p["top_k"]),
     )
     log.info("dataset-size ablation:\n%s", ablation)
     write_parquet(ablation, snakemake.output.table, {"config": p})
     plot_dataset_size(ablation, snakemake.output.plot, top_k=p["top_k"],
                       note=f"SAE {snakemake.wildcards.sae}, method {p['method']}, "
                            f"{p['ablation_permutations']} permutations, "
-                           f"{p['bootstrap']} bootstrap resamples")
+                           f"{p['bootstrap']} subsets of distinct pairs per size")

@@ -87,7 +87,9 @@ def _escape(value: Any) -> Markup:
 
     Autoescape would escape it anyway; escaping here first, with ``html.escape``, keeps the
     entities the pages have always had (&#x27; and &quot; rather than markupsafe's &#39; and
-    &#34;). Markup (the JSON block, macro output) is HTML already and passes unchanged."""
+    &#34;). Markup (the JSON block, macro output) is HTML already and passes unchanged.
+    Filters that build Markup themselves (join) would escape with markupsafe's spelling, so the
+    templates loop instead of joining."""
     if isinstance(value, Markup):
         return value
     return Markup(html.escape(str(value), quote=True))

@@ -1,0 +1,127 @@
+"""The paired method's classes and ranking, from the statistics table alone (so changing a
+threshold reruns only this step).
+
+Each feature gets the first class whose rule it meets:
+
+    dead             fires on no pair in any language
+    lang_specific:L  one language holds >= ``lang_share`` of the activation mass
+                     (lang_share_L), which includes firing in L only
+    low_support      fewer than ``min_cofire`` pairs where the languages fire together
+    shared_string    lex >= ``lex``: most of the co-fired product mass sits on pairs whose max
+                     tokens are the same string (a name, a number, a cognate)
+    length           rho_lo > ``length_min_rho_lo`` and rho_len < ``length_drop`` * rho: a
+                     credibly positive correlation that collapses once both sentence lengths
+                     are accounted for (the feature tracks sentence length, not content)
+    concept          rho_lo >= ``concept_rho_lo`` and, when the table has a paraphrase
+                     ceiling, ratio >= ``concept_ratio``
+    weak             supported, none of the above
+
+``rank`` (0-based) orders the eligible features, those with a class from shared_string down
+(n_cofire >= min_cofire, neither dead nor language-specific): concept features first, then
+the others, each group by rho_lo descending (null last), ties by feature_id. It is null for
+the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from ..errors import InputError
+
+ELIGIBLE = ("concept", "shared_string", "length", "weak")
+
+
+@dataclass(frozen=True)
+class ClassConfig:
+    """Class thresholds; see the module docstring for the rules."""
+
+    # Co-fired pairs needed to be ranked. The bound cannot tell few co-firings apart: in the
+    # coverage simulation (n = 1000 pairs, lognormal maxima correlated 0.8 on co-fired pairs)
+    # the median rho_lo is 0.00 at 3 co-fired pairs, 0.07 at 5, 0.35 at 10 and 0.53 at 20:
+    # from 10 a strongly correlated feature clears concept_rho_lo (0.2) more often than not.
+    min_cofire: int = 10
+    # Share of the activation mass (mean max over pairs) in one language from which a feature
+    # is that language's: at 0.9 the other language carries a tenth of the mass, as much as a
+    # feature firing equally on 1 pair in 10 there; nu_max is not used because it is in
+    # activation units, which differ from feature to feature.
+    lang_share: float = 0.9
+    # Share of the co-fired product mass on lexical pairs from which a feature is
+    # shared_string: a majority means the correlation is carried by shared strings.
+    lex: float = 0.5
+    # rho given both lengths below this fraction of rho: the correlation is mostly length.
+    # Halving leaves room for the part of a content feature's correlation that lengths
+    # explain by chance (a few hundredths at n ~ 10^3).
+    length_drop: float = 0.5
+    # rho_lo above this before a collapse is read as length: an independent feature's rho is
+    # noise around 0, and half of noise is as likely as not to exceed rho_len.
+    length_min_rho_lo: float = 0.0
+    # rho's lower bound from which a feature is a concept: 0.2 is a small but real correlation
+    # (Cohen's "small" r is 0.1) that survives the bound's 95% margin.
+    concept_rho_lo: float = 0.2
+    # With a paraphrase ceiling, rho / rho_para from which a feature is a concept: a feature
+    # that translates no better than 30% of how it tracks a rewording of its own language
+    # follows the wording, not the content.
+    concept_ratio: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.min_cofire < 1:
+            raise ValueError(f"min_cofire must be >= 1, got {self.min_cofire}")
+        if not 0.5 <= self.lang_share <= 1.0:
+            raise ValueError(f"lang_share must be in [0.5, 1], got {self.lang_share}")
+        for name in ("lex", "length_drop"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+def classify(scores: pl.DataFrame, classes: ClassConfig, langs: Sequence[str]) -> pl.DataFrame:
+    """``scores`` (the statistics table of ``paired_stats``, or an already classified one) with
+    ``rank:u32`` after ``dead`` and ``class:str`` last, both recomputed."""
+    langs = list(langs)
+    need = ["feature_id", "dead", "n_cofire", "rho", "rho_lo", "rho_len", "lex", "rho_para",
+            "ratio", *(f"lang_share_{lang}" for lang in langs), *(f"n_fire_{lang}" for lang in langs)]
+    missing = [c for c in need if c not in scores.columns]
+    if missing:
+        raise InputError("paired statistics", ", ".join(missing), "missing column(s)",
+                         "pass the table paired_stats wrote, with the same langs")
+    col = {c: scores[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in need[2:9]}
+    dead = scores["dead"].to_numpy()
+    share = np.stack([scores[f"lang_share_{lang}"].fill_null(-1.0).to_numpy() for lang in langs])
+    fires = np.stack([scores[f"n_fire_{lang}"].to_numpy() > 0 for lang in langs])
+    # NaN compares False, so a missing statistic never grants a class.
+    specific = ~dead & ((share.max(axis=0) >= classes.lang_share) | (fires.sum(axis=0) == 1))
+    low = ~dead & ~specific & (col["n_cofire"] < classes.min_cofire)
+    rest = ~dead & ~specific & ~low
+    shared = rest & (col["lex"] >= classes.lex)
+    rest &= ~shared
+    length = rest & (col["rho_lo"] > classes.length_min_rho_lo) & (
+        col["rho_len"] < classes.length_drop * col["rho"])
+    rest &= ~length
+    concept = rest & (col["rho_lo"] >= classes.concept_rho_lo)
+    if not np.isnan(col["rho_para"]).all():  # a paraphrase ceiling was computed
+        concept &= col["ratio"] >= classes.concept_ratio
+
+    label = np.full(scores.height, "weak", dtype=object)
+    label[dead] = "dead"
+    label[specific] = [f"lang_specific:{langs[i]}" for i in share.argmax(axis=0)[specific]]
+    label[low], label[shared], label[length], label[concept] = (
+        "low_support", "shared_string", "length", "concept")
+
+    eligible = np.flatnonzero(rest | shared | length)
+    key = np.where(np.isnan(col["rho_lo"]), np.inf, -col["rho_lo"])[eligible]
+    order = eligible[np.lexsort((scores["feature_id"].to_numpy()[eligible], key,
+                                 ~concept[eligible]))]
+    rank = np.full(scores.height, -1, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    out = scores.drop([c for c in ("rank", "class") if c in scores.columns])
+    out = out.insert_column(out.columns.index("dead") + 1, _nullable_rank(rank))
+    return out.with_columns(pl.Series("class", label.tolist(), dtype=pl.String))
+
+
+def _nullable_rank(rank: np.ndarray) -> pl.Series:
+    """u32 ranks with -1 as null."""
+    return pl.Series("rank", np.where(rank >= 0, rank, 0).astype(np.uint32)).scatter(
+        np.flatnonzero(rank < 0), None)

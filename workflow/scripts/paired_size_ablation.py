@@ -1,0 +1,35 @@
+import polars as pl
+
+from polyglot_sae.atomic_io import read_metadata, write_parquet
+from polyglot_sae.paired.ablation import paired_size_ablation
+from polyglot_sae.paired.classes import ClassConfig
+from polyglot_sae.paired.stats import PairedConfig
+from polyglot_sae.plots import plot_dataset_size
+from polyglot_sae.subsample import SubsampleConfig
+from polyglot_sae.workflow_io import from_mapping, rule_log
+
+with rule_log(snakemake) as log:
+    p = snakemake.params.cfg
+    inputs = snakemake.input
+    lengths = pl.read_parquet(inputs.lengths)
+    paraphrase = None
+    if "paraphrase" in inputs.keys():
+        para = pl.read_parquet(inputs.paraphrase)
+        lengths = pl.concat([lengths, pl.read_parquet(inputs.paraphrase_lengths)])
+        paraphrase = (p["paraphrase_of"], read_metadata(inputs.paraphrase)["langs"][0], para)
+    ablation = paired_size_ablation(
+        pl.read_parquet(inputs.maxacts),
+        pair_ids=pl.read_parquet(inputs.pairs)["pair_id"].to_numpy(),
+        d_sae=read_metadata(inputs.maxacts)["d_sae"], langs=p["langs"], lengths=lengths,
+        vocab=pl.read_parquet(inputs.vocab), paraphrase=paraphrase,
+        config=from_mapping(PairedConfig, p["paired"]),
+        classes=from_mapping(ClassConfig, p["paired"]["classes"]),
+        subsample=SubsampleConfig(sizes=tuple(p["ablation_sizes"]), seed=p["seed"],
+                                  subsets=p["bootstrap"], top_k=p["top_k"]),
+    )
+    log.info("dataset-size ablation (paired):\n%s", ablation)
+    write_parquet(ablation, snakemake.output.table, {"config": p})
+    plot_dataset_size(ablation, snakemake.output.plot, top_k=p["top_k"],
+                      found="concept-bilingual features (method paired)",
+                      note=f"SAE {snakemake.wildcards.sae}, method paired, "
+                           f"{p['bootstrap']} subsets of distinct pairs per size")
