@@ -97,6 +97,32 @@ def sample_corpus(n: int = 40) -> dict[str, list[str]]:
     return {"en": en, "es": es}
 
 
+def expected_beta_sweep(scores, beta_ranks, top_k: int):
+    """The beta sweep computed from a score table (polyglot_sae.scoring's columns) alone: for
+    each beta rank r, beta_r = -(jsd_(r) - jsd_min) / (idaf_max - idaf_min) over the alive
+    features (0 when idaf is constant), bi = jsd + beta_r * idaf ranked ascending (ties by
+    feature id); its top-k's Jaccard overlap with the table's own top-k (rank < k) and Kendall's
+    tau with the table's bi_score."""
+    import numpy as np
+    import polars as pl
+    from scipy.stats import kendalltau
+
+    alive = scores.filter(~pl.col("dead"))
+    jsd, idaf = alive["jsd"].to_numpy(), alive["idaf"].to_numpy()
+    reference = set(alive.filter(pl.col("rank") < top_k)["feature_id"].to_list())
+    rows = []
+    for r in beta_ranks:
+        spread = idaf.max() - idaf.min()
+        beta = -(np.sort(jsd)[min(r, jsd.size - 1)] - jsd.min()) / spread if spread else 0.0
+        bi = jsd + beta * idaf
+        top = set(alive.with_columns(bi=bi).sort("bi", "feature_id")["feature_id"][:top_k])
+        rows.append({"beta_rank": r, "beta": beta,
+                     "jaccard_topk": len(reference & top) / len(reference | top),
+                     "kendall_tau": kendalltau(alive["bi_score"].to_numpy(), bi).statistic})
+    return pl.DataFrame(rows, schema={"beta_rank": pl.Int64, "beta": pl.Float64,
+                                      "jaccard_topk": pl.Float64, "kendall_tau": pl.Float64})
+
+
 def write_config(workdir: Path, config: dict) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "config.yaml"

@@ -170,9 +170,11 @@ def test_sae_quality_against_direct_computation(tiny_model, sae, pairs):
         np.testing.assert_allclose(q["fve"], fve, rtol=1e-4)
         np.testing.assert_allclose(q["l0"], float((feats > 0).sum(1).float().mean()), rtol=1e-6)
         np.testing.assert_allclose(q["ce_clean"], losses / n_pred, rtol=1e-4)
-        np.testing.assert_allclose(q["ce_spliced"], spliced / n_pred, rtol=1e-4)
-        np.testing.assert_allclose(q["ce_delta"], (spliced - losses) / n_pred, rtol=1e-3)
-        assert abs(spliced - losses) / n_pred > 1e-2  # the splice matters: a real comparison
+        # Batched and padded vs one sentence at a time agree to ~1e-8 here; splicing BOS as
+        # well (wrong: special tokens keep their activation) moves it by 2e-4 (en) and 4e-3 (es).
+        np.testing.assert_allclose(q["ce_spliced"], spliced / n_pred, rtol=1e-6)
+        np.testing.assert_allclose(q["ce_delta"], (spliced - losses) / n_pred, rtol=1e-4)
+        assert abs(spliced - losses) / n_pred > 1e-2  # the splice matters (0.028, 0.039 here)
 
 
 def _acts(model, sae, pairs, **cfg):
@@ -291,7 +293,10 @@ def test_bfloat16_agrees_with_float32(tiny_model_dir, pairs):
     both = ma.join(mb, on=keys, suffix="_bf16")
     assert both.height >= 0.9 * max(ma.height, mb.height)
     rel = ((both["value_bf16"] - both["value"]).abs() / both["value"]).to_numpy()
-    assert np.median(rel) < 0.02 and rel.max() < 0.5
+    # Measured here: median 0.003, 99th percentile 0.013, max 0.021 over ~750 maxima (bf16
+    # keeps 8 significant bits, ~0.002 per rounding, through two layers and the encoder; the
+    # values are >= the threshold 1, so relative <= absolute error). Bounds with ~2.5x margin.
+    assert np.median(rel) < 0.01 and rel.max() < 0.05, (np.median(rel), rel.max())
     assert not np.array_equal(both["value"].to_numpy(), both["value_bf16"].to_numpy())
 
 

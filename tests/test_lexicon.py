@@ -202,7 +202,8 @@ def test_wrong_format_names_file_and_line(tmp_path):
 def test_piece_words_and_top_words():
     assert [piece_word(p) for p in ("▁God", "▁Dios", "ijo", "▁día", "Ġday")] == [
         "god", "dios", "ijo", "dia", "day"]
-    assert [piece_word(p) for p in ("▁,", "▁12", "▁y", "<bos>", "<0xC3>", "▁", ".")] == [None] * 7
+    assert [piece_word(p) for p in ("▁,", "▁12", "o", "<bos>", "<0xC3>", "▁", ".")] == [None] * 7
+    assert piece_word("▁y") == "y"  # a whole one-letter word (Spanish "and")
     assert piece_word("ijo", CheckConfig(word_initial_only=True)) is None
     acts = pl.DataFrame({
         "pair_id": [0, 0, 1, 0, 0, 1, 2, 0],

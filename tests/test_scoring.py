@@ -6,14 +6,17 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import expected_beta_sweep
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from polars.testing import assert_frame_equal
 from scipy.spatial.distance import jensenshannon
 from scipy.special import log_softmax, softmax
 from scipy.stats import entropy
 
 from polyglot_sae.scoring import ScoreConfig, per_language_counts, score_features
+from polyglot_sae.sweeps import beta_sweep
 
 EXACT = ScoreConfig(method="exact")
 SEED = ScoreConfig(method="seed")
@@ -165,6 +168,24 @@ def test_beta_is_zero_when_all_alive_features_are_equally_rare():
     assert out["beta"].to_list() == [0.0] * 3
     assert out["bi_score"][1] is None  # never fires: no idaf
     np.testing.assert_array_equal(out["bi_score"].to_numpy()[[0, 2]], out["jsd"].to_numpy()[[0, 2]])
+
+
+@pytest.mark.parametrize("method", ["exact", "seed"])
+def test_beta_sweep_matches_the_score_table(method):
+    """polyglot_sae.sweeps.beta_sweep against the sweep recomputed from score_features' table
+    (jsd and idaf only), on features of very different firing rates, where beta reorders."""
+    rng = np.random.default_rng(11)
+    dense = random_dense(rng, 2, n_pairs=60, d_sae=40, density=rng.uniform(0.05, 0.9, 40))
+    config = ScoreConfig(method=method, beta_rank=5)
+    scores = score(dense, ["en", "es"], config)
+    ranks = [0, 2, 5, 12, 30]
+    sweep = beta_sweep(to_table(dense, ["en", "es"]), n_pairs=60, d_sae=40, langs=["en", "es"],
+                       config=config, beta_ranks=ranks, top_k=6)
+    expected = expected_beta_sweep(scores, ranks, top_k=6)
+    assert_frame_equal(sweep, expected, abs_tol=1e-12)
+    # The data exercises the sweep: beta moves the top-k, and not to the reference's.
+    assert expected["beta"].n_unique() == len(ranks) and expected["jaccard_topk"].min() < 1
+    assert expected.filter(pl.col("beta_rank") == 5)["jaccard_topk"].item() == 1.0
 
 
 def seed_reference(es_acts: torch.Tensor, en_acts: torch.Tensor, beta_rank: int = 300):

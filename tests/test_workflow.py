@@ -9,7 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from conftest import make_jumprelu, run_snakemake, sample_corpus, write_config
+from conftest import (expected_beta_sweep, make_jumprelu, run_snakemake, sample_corpus,
+                      write_config)
 from polars.testing import assert_frame_equal
 
 pytestmark = pytest.mark.integration
@@ -21,16 +22,23 @@ def tiny_config(workdir, shard_pairs=10, **overrides):
     for lang, lines in texts.items():
         (workdir / f"corpus.{lang}.txt").write_text("\n".join(lines) + "\n")
         files[lang] = str(workdir / f"corpus.{lang}.txt")
+    # The paraphrase ceiling: English reworded, aligned by line.
+    (workdir / "corpus.en_para.txt").write_text("".join(
+        f"On day {i}, {line.split(' were ')[0].lower()} could be seen.\n"
+        for i, line in enumerate(texts["en"])))
     config = {
         "run": "tiny",
-        "corpus": {"name": "toy", "source": "files", "langs": ["en", "es"], "files": files},
+        "corpus": {"name": "toy", "source": "files", "langs": ["en", "es"], "files": files,
+                   "paraphrase": {"lang": "en", "source": "files",
+                                  "file": str(workdir / "corpus.en_para.txt")}},
         "split": {"seed": 0, "train_pairs": 16, "score_pairs": 30,
                   "shard_pairs": shard_pairs},
         "model": {"name": "tiny", "source": "tiny", "tiny": {"seed": 1}},
         "extract": {"batch_size": 8, "max_tokens": 96},
         "saes": [{"id": "tiny-sae", "hook": "blocks.1.hook_resid_post", "source": "train",
                   "train": {"d_sae": 48, "epochs": 2.0, "batch_size": 128}}],
-        "score": {"methods": ["exact", "seed"], "beta_rank": 5, "permutations": 99},
+        "score": {"methods": ["exact", "seed", "paired"], "beta_rank": 5, "permutations": 99},
+        "paired": {"bootstrap": 50, "classes": {"min_cofire": 3}},
         "sweeps": {"beta_ranks": [1, 5, 20], "top_k": 4, "ablation_sizes": [10, 20],
                    "bootstrap": 3, "ablation_permutations": 49},
         "report": {"top_k": 4, "n_examples": 2, "eval_pairs": 6},
@@ -66,37 +74,26 @@ def _jaccard(a: set[int], b: set[int]) -> float:
 
 
 def check_beta_sweep(res, method, beta_ranks=(1, 5, 20), top_k=4, beta_rank=5):
-    """The beta sweep table against one computed from the score rule's table alone: its jsd and
-    idaf give, for each beta rank r, beta_r = -(jsd_(r) - jsd_min) / (idaf_max - idaf_min) over
-    the alive features and bi = jsd + beta_r * idaf, ranked ascending (ties by feature id);
-    compared with the score table's own top-k and bi_score."""
-    from scipy.stats import kendalltau
-
+    """The beta sweep table against one computed from the score rule's table alone (conftest's
+    expected_beta_sweep). On the tiny DAG every alive feature fires in every sentence, so idaf
+    is constant and every beta ranks alike: this checks the wiring (method, ranks, top-k);
+    test_scoring checks the sweep itself on varied data."""
     scores = pl.read_parquet(res / "tiny" / "scores" / f"tiny-sae.{method}.parquet")
-    alive = scores.filter(~pl.col("dead"))
-    jsd, idaf = alive["jsd"].to_numpy(), alive["idaf"].to_numpy()
-    reference = _top(scores, top_k)
-    rows = []
-    for r in beta_ranks:
-        beta = -(np.sort(jsd)[min(r, jsd.size - 1)] - jsd.min()) / (idaf.max() - idaf.min())
-        bi = jsd + beta * idaf
-        top = set(alive.with_columns(bi=bi).sort("bi", "feature_id")["feature_id"][:top_k])
-        rows.append({"beta_rank": r, "beta": beta, "jaccard_topk": _jaccard(reference, top),
-                     "kendall_tau": kendalltau(alive["bi_score"].to_numpy(), bi).statistic})
-    expected = pl.DataFrame(rows)
+    expected = expected_beta_sweep(scores, beta_ranks, top_k)
     sweep = pl.read_parquet(res / "tiny" / "sweeps" / f"tiny-sae.{method}.beta.parquet")
-    assert_frame_equal(sweep, expected, check_dtypes=False, abs_tol=1e-9)
+    assert_frame_equal(sweep, expected, abs_tol=1e-9)
     # The score table's beta is the formula's at the configured rank.
     assert scores["beta"].unique().to_list() == pytest.approx(
         expected.filter(pl.col("beta_rank") == beta_rank)["beta"].to_list(), abs=1e-12)
 
 
-def check_size_ablation(res, method, sizes=(10, 20), bootstrap=3, top_k=4, permutations=49,
+def check_size_ablation(res, method, sizes=(10, 20), subsets=3, top_k=4, permutations=49,
                         seed=0, beta_rank=5, early_stop_hits=10):
     """The dataset-size ablation recomputed here: nested prefixes of the scored pairs in their
     seeded order (the full set last), each scored with its own permutation null, the top-k
-    compared with the score rule's table (all pairs), and 5-95% intervals over bootstrap
-    resamples (pairs with replacement, one seeded stream through all sizes)."""
+    compared with the score rule's table (all pairs); intervals from min to max over random
+    subsets of distinct pairs of all the scored pairs (one seeded stream through the sizes),
+    and at the full size, where every subset is the full set, the point itself."""
     from polyglot_sae.corpus import seeded_order
     from polyglot_sae.null import NullConfig, score_with_null
     from polyglot_sae.scoring import ScoreConfig
@@ -106,10 +103,10 @@ def check_size_ablation(res, method, sizes=(10, 20), bootstrap=3, top_k=4, permu
     order = seeded_order(np.unique(split["pair_id"].to_numpy()), seed)
     reference = _top(pl.read_parquet(res / "tiny" / "scores" / f"tiny-sae.{method}.parquet"), top_k)
 
-    def measure(ids):  # each drawn pair is a pair of its own, numbered in draw order
-        renumber = pl.DataFrame({"pair_id": ids.astype(np.uint32),
-                                 "new": np.arange(len(ids), dtype=np.uint32)})
-        rows = (renumber.join(maxacts, on="pair_id")
+    def measure(ids):  # the pairs renumbered 0.. in the given order
+        renumbered = pl.DataFrame({"pair_id": ids.astype(np.uint32),
+                                   "new": np.arange(len(ids), dtype=np.uint32)})
+        rows = (renumbered.join(maxacts, on="pair_id")
                 .select(pl.col("new").alias("pair_id"), "lang", "feature_id", "value")
                 .sort("pair_id", "lang", "feature_id"))
         scores = score_with_null(rows, n_pairs=len(ids), d_sae=48, langs=["en", "es"],
@@ -121,17 +118,23 @@ def check_size_ablation(res, method, sizes=(10, 20), bootstrap=3, top_k=4, permu
     rng = np.random.default_rng(seed)
     rows = []
     for size in (*sizes, len(order)):
-        n_sig, overlap = measure(order[:size])
-        boot = np.array([measure(rng.choice(order[:size], size=size, replace=True))
-                         for _ in range(bootstrap)])
-        lo, hi = np.quantile(boot, [0.05, 0.95], axis=0)
-        rows.append({"n_pairs": size, "n_significant": n_sig, "n_significant_lo": lo[0],
-                     "n_significant_hi": hi[0], "topk_overlap": overlap,
+        point = np.array(measure(order[:size]), dtype=float)
+        if size < len(order):
+            subs = np.array([measure(rng.choice(order, size=size, replace=False))
+                             for _ in range(subsets)])
+            lo, hi = subs.min(axis=0), subs.max(axis=0)
+        else:
+            lo = hi = point
+        rows.append({"n_pairs": size, "n_found": int(point[0]), "n_found_lo": lo[0],
+                     "n_found_hi": hi[0], "topk_overlap": point[1],
                      "topk_overlap_lo": lo[1], "topk_overlap_hi": hi[1]})
     table = pl.read_parquet(res / "tiny" / "sweeps" / f"tiny-sae.{method}.size.parquet")
     assert table["n_pairs"].to_list() == [10, 20, 30]
     assert_frame_equal(table, pl.DataFrame(rows), check_dtypes=False, abs_tol=1e-9)
-    # Smaller prefixes rank differently (the comparison is not with the prefix itself).
+    # All pairs: the full ranking, with no spread; fewer pairs rank differently.
+    full = table.row(-1, named=True)
+    assert full["n_found_lo"] == full["n_found"] == full["n_found_hi"]
+    assert full["topk_overlap_lo"] == full["topk_overlap"] == full["topk_overlap_hi"] == 1.0
     assert table["topk_overlap"].min() < 1
 
 
@@ -141,6 +144,47 @@ def finished(tmp_path_factory):
     write_config(workdir, tiny_config(workdir))
     proc = run_snakemake(workdir, "--cores", "2", timeout=2400)
     return workdir, proc
+
+
+def _dense(table: pl.DataFrame, lang: str, ids: list[int], d_sae: int) -> np.ndarray:
+    """q[pair, feature] of one language, zeros where the table has no row."""
+    slot = {p: i for i, p in enumerate(ids)}
+    q = np.zeros((len(ids), d_sae))
+    for p, f, v in table.filter(pl.col("lang") == lang).select("pair_id", "feature_id",
+                                                              "value").iter_rows():
+        q[slot[p], f] = v
+    return q
+
+
+def check_paired(res):
+    """The paired method on the tiny DAG: rho and rho_para against numpy on the dense maxima,
+    the classes and rank, the paraphrase alignment, the lexicon check and the summary."""
+    scores = pl.read_parquet(res / "tiny" / "scores" / "tiny-sae.paired.parquet")
+    assert scores.height == 48 and {"rho", "rho_lo", "ratio", "lex", "class"} <= set(scores.columns)
+    ids = sorted(pl.read_parquet(res / "toy" / "split" / "score.parquet")["pair_id"].unique())
+    maxacts = pl.read_parquet(res / "tiny" / "maxacts" / "tiny-sae.parquet")
+    para = pl.read_parquet(res / "tiny" / "maxacts" / "tiny-sae.para.parquet")
+    en, es = (_dense(maxacts, lang, ids, 48) for lang in ("en", "es"))
+    en_para = _dense(para, "en_para", ids, 48)
+    checked = 0
+    for f in range(48):
+        if en[:, f].std() > 0 and es[:, f].std() > 0 and en_para[:, f].std() > 0:
+            assert scores["rho"][f] == pytest.approx(np.corrcoef(en[:, f], es[:, f])[0, 1], abs=1e-9)
+            assert scores["rho_para"][f] == pytest.approx(
+                np.corrcoef(en[:, f], en_para[:, f])[0, 1], abs=1e-9)
+            checked += 1
+    assert checked > 4
+    ranked = scores.filter(pl.col("rank").is_not_null()).sort("rank")
+    assert ranked["rank"].to_list() == list(range(ranked.height))
+    concept = ranked["class"] == "concept"
+    assert not (concept.cast(pl.Int8).diff().drop_nulls() > 0).any()  # concept features first
+    stats = json.loads((res / "toy" / "paraphrase_stats.json").read_text())
+    assert stats["matched"] == 48 and stats["missing_in_paraphrase"] == 0
+    lexicon = pl.read_parquet(res / "tiny" / "lexicon" / "tiny-sae.parquet")
+    assert set(lexicon["method"].drop_nulls()) <= {"exact", "seed", "paired"}
+    summary = (res / "tiny" / "summary.md").read_text().splitlines()
+    assert "concept-bilingual features of" in summary[2]
+    assert any(line.startswith("Paraphrase ceiling:") for line in summary)
 
 
 def test_full_dag_outputs(finished):
@@ -155,7 +199,7 @@ def test_full_dag_outputs(finished):
     assert (acts["value"] > 0).all() and (acts["token_pos"] > 0).all()
     maxacts = pl.read_parquet(res / "tiny" / "maxacts" / "tiny-sae.parquet")
     assert maxacts.schema == {"pair_id": pl.UInt32, "lang": pl.String, "feature_id": pl.UInt32,
-                              "value": pl.Float32}
+                              "value": pl.Float32, "token_id": pl.UInt32}
     score_ids = set(pl.read_parquet(res / "toy" / "split" / "score.parquet")["pair_id"].to_list())
     train_ids = set(pl.read_parquet(res / "toy" / "split" / "train.parquet")["pair_id"].to_list())
     assert set(maxacts["pair_id"].to_list()) <= score_ids and not score_ids & train_ids
@@ -184,11 +228,13 @@ def test_full_dag_outputs(finished):
                 "mcs/tiny-sae.widths.png", "mcs/tiny-sae.seed.scatter.png",
                 "pages/tiny-sae.exact.index.png", "pages/tiny-sae.seed.top_feature.png",
                 "logit_lens/tiny-sae.classes.png", "logit_lens/tiny-sae.histogram.png",
-                "logit_lens/tiny-sae.exact.languages.png"):
+                "logit_lens/tiny-sae.exact.languages.png", "paired/tiny-sae.ceiling.png",
+                "sweeps/tiny-sae.paired.size.png", "pages/tiny-sae.paired.index.png"):
         assert (res / "tiny" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for method in ("exact", "seed"):
         check_beta_sweep(res, method)
     check_size_ablation(res, "exact")
+    check_paired(res)
     saes = pl.read_parquet(res / "tiny" / "sweeps" / "saes.parquet")
     assert saes.select("sae", "method", "layer").rows() == [("tiny-sae", "exact", 1), ("tiny-sae", "seed", 1)]
     ladder = pl.read_parquet(res / "tiny" / "mcs" / "tiny-sae.ladder.parquet")
@@ -236,29 +282,41 @@ def _edit_config(workdir, edit):
 
 
 # What each config change reruns: the README's table, row by row. Sets of rules; "all" aside.
+# The paired method: statistics (bootstrap), then classes, then what reads its scores.
+READS_PAIRED = {"paired_classes", "paired_size_ablation", "top_features", "feature_pages",
+                "page_screenshots", "paired_figure", "lexicon_check", "summary"}
 READS_SCORES = {"score", "top_features", "bi_curve", "pvalue_histogram", "monolinguality",
                 "mcs_bilingual", "logit_lens_bilingual", "feature_pages", "page_screenshots",
-                "sae_sweep", "summary"}
-READS_ACTS = READS_SCORES | {"reduce", "activation_share", "beta_sweep", "size_ablation",
-                             "logit_lens"}
-READS_SAE = READS_ACTS | {"build_sae", "train_ladder_sae", "evaluate_sae", "extract", "mcs"}
+                "sae_sweep", "lexicon_check", "summary"}
+READS_ACTS = READS_SCORES | READS_PAIRED | {
+    "reduce", "activation_share", "beta_sweep", "size_ablation", "logit_lens", "paired_stats",
+    "feature_words"}
+READS_SAE = READS_ACTS | {"build_sae", "train_ladder_sae", "evaluate_sae", "extract", "mcs",
+                          "reduce_paraphrase"}
 CONFIG_RERUNS = [
     ("score.beta_rank", {"score": {"beta_rank": 7}}, READS_SCORES | {"beta_sweep", "size_ablation"}),
     ("score.permutations", {"score": {"permutations": 49}}, READS_SCORES),
     ("sweeps.beta_ranks", {"sweeps": {"beta_ranks": [2, 4]}}, {"beta_sweep"}),
     ("sweeps.ablation_sizes", {"sweeps": {"ablation_sizes": [5, 15], "bootstrap": 2}},
-     {"size_ablation"}),
-    ("sweeps.top_k", {"sweeps": {"top_k": 3}}, {"beta_sweep", "size_ablation"}),
+     {"size_ablation", "paired_size_ablation"}),
+    ("sweeps.top_k", {"sweeps": {"top_k": 3}},
+     {"beta_sweep", "size_ablation", "paired_size_ablation"}),
     ("mcs.widths", {"mcs": {"widths": [24, 48]}},
      {"train_ladder_sae", "mcs", "mcs_bilingual", "feature_pages", "page_screenshots"}),
     ("logit_lens.null_directions", {"logit_lens": {"null_directions": 16}},
      {"logit_lens", "logit_lens_bilingual", "feature_pages", "page_screenshots"}),
     ("pages.top_n", {"pages": {"top_n": 4}}, {"feature_pages", "page_screenshots"}),
-    ("report.top_k", {"report": {"top_k": 3}}, {"top_features", "summary"}),
+    ("report.top_k", {"report": {"top_k": 3}}, {"top_features", "paired_figure", "summary"}),
+    # A class threshold reruns the classification and what reads it, not the bootstrap.
+    ("paired.classes", {"paired": {"classes": {"min_cofire": 4}}}, READS_PAIRED),
+    ("paired.bootstrap", {"paired": {"bootstrap": 40}}, READS_PAIRED | {"paired_stats"}),
+    ("lexicon.top_words", {"lexicon": {"top_words": 2}},
+     {"feature_words", "lexicon_check", "paired_figure", "summary"}),
     # Extraction jobs are planned after the `shards` checkpoint, so a dry run cannot list them.
-    ("split.shard_pairs", {"split": {"shard_pairs": 30}}, READS_ACTS | {"shards"}),
+    ("split.shard_pairs", {"split": {"shard_pairs": 30}},
+     READS_ACTS | {"shards", "reduce_paraphrase"}),
     ("split.score_pairs", {"split": {"score_pairs": 25}},
-     READS_ACTS | {"split", "shards", "evaluate_sae"}),
+     READS_ACTS | {"split", "shards", "evaluate_sae", "reduce_paraphrase"}),
     ("saes[].train", {"saes": {"lr": 1.0e-3}}, READS_SAE),
     ("extract", {"extract": {"batch_size": 4}}, READS_SAE | {"cache_train_acts"}),
 ]
@@ -266,8 +324,13 @@ CONFIG_RERUNS = [
 
 def _apply(config, edit):
     for section, values in edit.items():
-        target = config["saes"][0]["train"] if section == "saes" else config[section]
-        target.update(values)
+        target = (config["saes"][0]["train"] if section == "saes"
+                  else config.setdefault(section, {}))
+        for key, value in values.items():
+            if isinstance(value, dict):
+                target.setdefault(key, {}).update(value)
+            else:
+                target[key] = value
 
 
 @pytest.mark.parametrize("edit, rerun", [c[1:] for c in CONFIG_RERUNS],
@@ -281,6 +344,17 @@ def test_config_change_reruns_exactly_its_stages(finished, tmp_path, edit, rerun
         assert jobs["train_ladder_sae"] == 1  # only the new width; the scored SAE is kept
     if "split" in edit:
         assert jobs.get("split", 0) <= 1  # the training pairs do not depend on the scored ones
+
+
+def test_a_new_paraphrase_does_not_re_extract_the_scored_languages(finished, tmp_path):
+    workdir = _copy(finished, tmp_path)
+    para = workdir / "corpus.en_para.txt"
+    lines = (Path(finished[0]) / "corpus.en_para.txt").read_text().splitlines()
+    para.write_text("".join(f"Reworded: {line}\n" for line in lines))
+    _edit_config(workdir, lambda c: c["corpus"]["paraphrase"].update(file=str(para)))
+    jobs = planned_jobs(workdir)
+    assert {"paraphrase", "extract_paraphrase", "reduce_paraphrase", "paired_stats"} <= set(jobs)
+    assert not {"corpus", "split", "shards", "extract", "reduce", "score"} & set(jobs)
 
 
 def test_grown_corpus_file_reruns_the_corpus(finished, tmp_path):

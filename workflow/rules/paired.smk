@@ -3,8 +3,16 @@
 # paraphrase ceiling's extraction, the figure and the translation-lexicon check.
 
 
+def paraphrase_sources(wildcards):
+    """A files paraphrase is a local file: editing it reruns the alignment."""
+    if PARAPHRASE and PARAPHRASE["source"] == "files":
+        return {"file": PARAPHRASE["file"]}
+    return {}
+
+
 rule paraphrase:
     input:
+        unpack(paraphrase_sources),
         pairs="results/{corpus}/pairs.parquet",
         refs="results/{corpus}/refs.parquet",
     output:

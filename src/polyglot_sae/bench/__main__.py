@@ -16,6 +16,7 @@ BENCHMARKS = {
     "extract": "extract_bench",
     "gpu_extract": "gpu_extract_bench",
     "null": "null_bench",
+    "paired": "paired_bench",
     "logit_lens": "logit_lens_bench",
     "storage": "storage_bench",
     "reduce": "reduce_bench",

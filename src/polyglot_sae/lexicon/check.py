@@ -43,8 +43,10 @@ class CheckConfig:
 
     # words per language compared per feature (the first top_n by weight)
     top_n: int = 3
-    # a word needs at least this many letters after folding; shorter pieces ("a", "y", "▁,",
-    # digits) are skipped, as one-letter words match too much by chance
+    # a word fragment (a continuation piece, no leading-space marker) needs at least this many
+    # letters after folding: a one-letter fragment is no word. A word-initial piece needs one
+    # letter: Spanish "y", "a", "o" are whole words ("and", "to", "or") that the dictionary
+    # links; skipping them lost and/y. Digits and punctuation are never words.
     min_letters: int = 2
     # weight of a word: "mass" sums the feature's activations on its pieces, "count" counts the
     # firing occurrences
@@ -68,8 +70,8 @@ class CheckConfig:
 def piece_word(piece: str, config: CheckConfig | None = None) -> str | None:
     """The folded word a tokenizer piece stands for, or None if it is no word.
 
-    ``'▁God' -> 'god'``, ``'▁día' -> 'dia'``, ``'ijo' -> 'ijo'`` (None with
-    ``word_initial_only``), ``'▁,'``/``'▁12'``/``'▁y'``/``'<bos>'``/``'<0xC3>'`` -> None.
+    ``'▁God' -> 'god'``, ``'▁día' -> 'dia'``, ``'▁y' -> 'y'``, ``'ijo' -> 'ijo'`` (None with
+    ``word_initial_only``), ``'▁,'``/``'▁12'``/``'o'``/``'<bos>'``/``'<0xC3>'`` -> None.
     """
     cfg = config or CheckConfig()
     if _SPECIAL.match(piece):
@@ -80,7 +82,7 @@ def piece_word(piece: str, config: CheckConfig | None = None) -> str | None:
     for marker in _SPACE_MARKERS:
         piece = piece.replace(marker, " ")
     word = fold(piece)
-    if sum(c.isalpha() for c in word) < max(cfg.min_letters, 1):
+    if sum(c.isalpha() for c in word) < (1 if initial else max(cfg.min_letters, 1)):
         return None
     return word
 

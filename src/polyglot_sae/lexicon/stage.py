@@ -5,7 +5,8 @@ words in the other, per Debian's FreeDict dictionaries (``freedict.Lexicon``). A
 are the tokens its per-pair maxima sit on (``token_id`` of the max table), folded, weighted by
 activation mass (``check.top_words_from_tokens``). For every method and k, precision@k is the
 translated share of its top k; the base rate is that share over every supported feature (fires
-with co-firing on at least ``min_cofire`` pairs), so a ranking that finds meaning beats it.
+with co-firing on at least ``min_cofire`` pairs), so a ranking that finds meaning beats it. With the paired method, ``plain_rho`` is the
+reference it must beat: the features with enough co-fired pairs ranked by rho alone.
 Identical strings (names such as David/David) do not count: they are the shared-string
 control's business, and counting them would credit a ranking for finding names.
 More than two languages: every pair of languages is checked, a row per pair.
@@ -63,6 +64,11 @@ def lexicon_check(scores: Mapping[str, pl.DataFrame], maxacts: pl.DataFrame | pl
     words = top_words_from_tokens(pieces, config=CheckConfig(top_n=config.top_words))
     rankings = {m: s.filter(pl.col("rank").is_not_null()).sort("rank")["feature_id"].to_list()
                 for m, s in scores.items()}
+    if "paired" in scores:  # the reference the paired ranking must beat: rho alone, no bound
+        plain = scores["paired"].filter((pl.col("n_cofire") >= config.min_cofire)
+                                        & pl.col("rho").is_not_null())
+        rankings["plain_rho"] = plain.sort(["rho", "feature_id"], descending=[True, False])[
+            "feature_id"].to_list()
     base = supported_features(maxacts, langs, config.min_cofire)
     tables, verdicts = [], []
     for a, b in combinations(langs, 2):

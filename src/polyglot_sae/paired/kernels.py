@@ -31,7 +31,7 @@ class Sums(NamedTuple):
     cof: Int64[np.ndarray, "d p"]  # co-fired pairs per language pair (A, B)
     cross: Float64[np.ndarray, "d p"]  # Σ a b over them
     lex: Float64[np.ndarray, "d p 6"]  # lexical co-fired: n, Σa, Σa², Σb, Σb², Σab
-    para: Float64[np.ndarray, "d 5"]  # L0 on P's pairs: Σa, Σa²; P: Σb, Σb²; Σab
+    psum: Float64[np.ndarray, "d 5"]  # L0 on P's pairs: Σa, Σa²; P: Σb, Σb²; Σab
 
     @classmethod
     def empty(cls, d: int, k: int, p: int) -> Sums:
@@ -41,30 +41,45 @@ class Sums(NamedTuple):
 
 
 @numba.njit(cache=True, nogil=True)
-def group_rows(feature, slot, value, token, start):  # pragma: no cover - compiled
-    """Counting sort of the rows by feature (stable): slot, value and token in feature order."""
-    pos = start[:-1].copy()
-    out_slot = np.empty(slot.size, np.int32)
-    out_value = np.empty(value.size, np.float32)
-    out_token = np.empty(token.size, np.uint32)
+def pair_slot(pair, ids, table):  # pragma: no cover - compiled
+    """The slot of a pair id (its rank in the sorted ``ids``), -1 when not a scored pair:
+    through the dense lookup ``table`` when there is one, else by binary search."""
+    if table.size:
+        return table[pair] if pair < table.size else -1
+    at = np.searchsorted(ids, pair)
+    return at if at < ids.size and ids[at] == pair else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def group_rows(feature, pair, value, token, pos, ids, table, out_slot, out_value,
+               out_token):  # pragma: no cover - compiled
+    """Counting sort of a batch of one side's rows by feature (stable) into the out arrays:
+    feature f's next row goes to ``pos[f]``, which advances (so batches can follow one
+    another), its pair id turned into a slot on the way. Returns the number of rows whose
+    pair is not scored."""
+    unknown = 0
     for r in range(feature.size):
+        s = pair_slot(pair[r], ids, table)
+        if s < 0:
+            unknown += 1
+            continue
         at = pos[feature[r]]
         pos[feature[r]] += 1
-        out_slot[at] = slot[r]
+        out_slot[at] = s
         out_value[at] = value[r]
         if token.size:
             out_token[at] = token[r]
-    return out_slot, out_value, out_token
+    return unknown
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def order_within(start, slot, value, token):  # pragma: no cover - compiled
-    """Sort each feature's rows by slot where the table was not in pair order; True when a
-    feature has two rows on one pair."""
-    d = start.size - 1
-    dup = np.zeros(d, np.bool_)
-    for f in numba.prange(d):
-        a, b = start[f], start[f + 1]
+    """Sort each (side, feature)'s rows by slot where the table was not in pair order; True
+    when one has two rows on one pair."""
+    k, d = start.shape[0], start.shape[1] - 1
+    dup = np.zeros(k * d, np.bool_)
+    for g in numba.prange(k * d):
+        a, b = start[g // d, g % d], start[g // d, g % d + 1]
         ordered = True
         for r in range(a + 1, b):
             if slot[r] <= slot[r - 1]:
@@ -79,21 +94,21 @@ def order_within(start, slot, value, token):  # pragma: no cover - compiled
             token[a:b] = token[idx]
         for r in range(a + 1, b):
             if slot[r] == slot[r - 1]:
-                dup[f] = True
+                dup[g] = True
     return dup.any()
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def exact_sums(starts, slots, values, tokens, pa, pb, lex_keys, use_lex, lens, use_len,
-               pstart, pslot, pvalue, in_para, of_lang, use_para,
-               count, s1, s2, sl, cof, cross, lex, para):  # pragma: no cover - compiled
-    """Fill ``Sums`` (the trailing arrays). A co-fired row is lexical when its two tokens are
+def exact_sums(start, slot, value, token, pa, pb, lex_keys, use_lex, lens, use_len, para,
+               of_lang, in_para, count, s1, s2, sl, cof, cross, lex,
+               psum):  # pragma: no cover - compiled
+    """Fill ``Sums`` (the trailing arrays). Sides are rows of ``start`` (languages, then the
+    paraphrase at row ``para`` when >= 0). A co-fired row is lexical when its two tokens are
     one id or their combination is in the sorted ``lex_keys``."""
     d, k = count.shape
     for f in numba.prange(d):
         for lang in range(k):
-            slot, value = slots[lang], values[lang]
-            for r in range(starts[lang][f], starts[lang][f + 1]):
+            for r in range(start[lang, f], start[lang, f + 1]):
                 a = np.float64(value[r])
                 count[f, lang] += 1
                 s1[f, lang] += a
@@ -102,23 +117,21 @@ def exact_sums(starts, slots, values, tokens, pa, pb, lex_keys, use_lex, lens, u
                     for j in range(k):
                         sl[f, lang, j] += a * lens[j, slot[r]]
         for p in range(pa.size):
-            sa, va, ta = slots[pa[p]], values[pa[p]], tokens[pa[p]]
-            sb, vb, tb = slots[pb[p]], values[pb[p]], tokens[pb[p]]
-            i, j = starts[pa[p]][f], starts[pb[p]][f]
-            i_end, j_end = starts[pa[p]][f + 1], starts[pb[p]][f + 1]
+            i, i_end = start[pa[p], f], start[pa[p], f + 1]
+            j, j_end = start[pb[p], f], start[pb[p], f + 1]
             while i < i_end and j < j_end:
-                if sa[i] < sb[j]:
+                if slot[i] < slot[j]:
                     i += 1
-                elif sa[i] > sb[j]:
+                elif slot[i] > slot[j]:
                     j += 1
                 else:
-                    a, b = np.float64(va[i]), np.float64(vb[j])
+                    a, b = np.float64(value[i]), np.float64(value[j])
                     cof[f, p] += 1
                     cross[f, p] += a * b
                     if use_lex:
-                        hit = ta[i] == tb[j]
+                        hit = token[i] == token[j]
                         if not hit and lex_keys.size:
-                            key = (np.int64(ta[i]) << 32) | np.int64(tb[j])
+                            key = (np.int64(token[i]) << 32) | np.int64(token[j])
                             at = np.searchsorted(lex_keys, key)
                             hit = at < lex_keys.size and lex_keys[at] == key
                         if hit:
@@ -130,26 +143,25 @@ def exact_sums(starts, slots, values, tokens, pa, pb, lex_keys, use_lex, lens, u
                             lex[f, p, 5] += a * b
                     i += 1
                     j += 1
-        if use_para:
-            s0, v0 = slots[of_lang], values[of_lang]
-            i, i_end = starts[of_lang][f], starts[of_lang][f + 1]
+        if para >= 0:
+            i, i_end = start[of_lang, f], start[of_lang, f + 1]
+            j, j_end = start[para, f], start[para, f + 1]
             for r in range(i, i_end):
-                if in_para[s0[r]]:
-                    a = np.float64(v0[r])
-                    para[f, 0] += a
-                    para[f, 1] += a * a
-            j, j_end = pstart[f], pstart[f + 1]
+                if in_para[slot[r]]:
+                    a = np.float64(value[r])
+                    psum[f, 0] += a
+                    psum[f, 1] += a * a
             for r in range(j, j_end):
-                b = np.float64(pvalue[r])
-                para[f, 2] += b
-                para[f, 3] += b * b
+                b = np.float64(value[r])
+                psum[f, 2] += b
+                psum[f, 3] += b * b
             while i < i_end and j < j_end:
-                if s0[i] < pslot[j]:
+                if slot[i] < slot[j]:
                     i += 1
-                elif s0[i] > pslot[j]:
+                elif slot[i] > slot[j]:
                     j += 1
                 else:
-                    para[f, 4] += np.float64(v0[i]) * np.float64(pvalue[j])
+                    psum[f, 4] += np.float64(value[i]) * np.float64(value[j])
                     i += 1
                     j += 1
 
@@ -172,19 +184,20 @@ def _accumulate(slot, value, lo, hi, weights, m):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _cross(sa, va, i, i_end, sb, vb, j, j_end, weights, c):  # pragma: no cover - compiled
-    """c[:, b] += w_b (ab, a²b, ab², a²b², a³b, ab³) over the co-fired rows."""
+def _cross(slot, value, i, i_end, j, j_end, weights, c):  # pragma: no cover - compiled
+    """c[:, b] += w_b (ab, a²b, ab², a²b², a³b, ab³) over the co-fired rows of rows i..i_end-1
+    and j..j_end-1."""
     c0, c1, c2, c3, c4, c5 = c[0], c[1], c[2], c[3], c[4], c[5]
     while i < i_end and j < j_end:
-        if sa[i] < sb[j]:
+        if slot[i] < slot[j]:
             i += 1
-        elif sa[i] > sb[j]:
+        elif slot[i] > slot[j]:
             j += 1
         else:
-            a, b = np.float64(va[i]), np.float64(vb[j])
+            a, b = np.float64(value[i]), np.float64(value[j])
             ab = a * b
             t = (ab, ab * a, ab * b, ab * ab, ab * a * a, ab * b * b)
-            w = weights[sa[i]]
+            w = weights[slot[i]]
             for r in range(w.size):
                 x = np.float64(w[r])
                 c0[r] += x * t[0]
@@ -228,7 +241,9 @@ def _rho_se(ma, mb, c, total):  # pragma: no cover - compiled
         v = (m22 / (m20 * m02)
              - rho * (m31 / (m20 ** 1.5 * m02 ** 0.5) + m13 / (m20 ** 0.5 * m02 ** 1.5))
              + rho * rho / 4 * (m40 / m20 ** 2 + m04 / m02 ** 2 + 2 * m22 / (m20 * m02)))
-        r[b], se[b] = rho, math.sqrt(max(v, 0.0) / w)
+        # v is dimensionless; below _VAR_RTOL it is the rounding of an exact 0 (all the
+        # co-fired mass on one pair, say), and a rounding-sized se would blow t* up.
+        r[b], se[b] = rho, math.sqrt(v / w) if v > _VAR_RTOL else 0.0
     return r, se, ok
 
 
@@ -246,38 +261,40 @@ def _lower_bound(r, se, ok, level):  # pragma: no cover - compiled
     """min(bootstrap-t bound, percentile bound) from replicate 0 (the sample) and 1..B."""
     n = r.size - 1
     rep, t = np.empty(n), np.empty(n)
+    m = 0
     for b in range(1, n + 1):
-        rb = r[b] if ok[b] else 0.0
-        rep[b - 1] = rb
+        rep[b - 1] = r[b] if ok[b] else 0.0
+        # A replicate without a standard error (no variance, or all its co-fired mass on one
+        # pair) says nothing about the studentised spread: it is left out of t*.
         if ok[b] and se[b] > 0:
-            t[b - 1] = (rb - r[0]) / se[b]
-        else:  # no standard error: only the direction of the replicate is known
-            t[b - 1] = np.inf if rb > r[0] else (-np.inf if rb < r[0] else 0.0)
+            t[m] = (r[b] - r[0]) / se[b]
+            m += 1
     rep.sort()
-    t.sort()
-    pct = _order_stat(rep, 1.0 - level, False)
-    t_hi = _order_stat(t, level, True)
-    boot_t = r[0] - t_hi * se[0] if se[0] > 0 else r[0]
-    return max(-1.0, min(pct, boot_t))
+    bound = _order_stat(rep, 1.0 - level, False)
+    # The bootstrap-t bound needs most replicates and a standard error of its own; where the
+    # sample has none (a feature co-firing on one pair), the percentile bound stands alone.
+    if se[0] > 0 and 2 * m >= n:
+        t_hi = _order_stat(np.sort(t[:m]), level, True)
+        bound = min(bound, r[0] - t_hi * se[0])
+    return max(-1.0, bound)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def bootstrap(starts, slots, values, pa, pb, weights, total, pstart, pslot, pvalue, in_para,
-              of_lang, total_para, use_para, level, out):  # pragma: no cover - compiled
-    """out[0] = rho_lo, out[1:3] = the ratio's interval, per feature (NaN where undefined)."""
-    k, nb, d = len(starts), weights.shape[1], out.shape[1]
+def bootstrap(start, slot, value, k, pa, pb, weights, total, para, of_lang, in_para, total_para,
+              level, out):  # pragma: no cover - compiled
+    """out[0] = rho_lo, out[1:3] = the ratio's interval, per feature (NaN where undefined);
+    the first k rows of ``start`` are the languages, row ``para`` (if >= 0) the paraphrase."""
+    nb, d = weights.shape[1], out.shape[1]
     for f in numba.prange(d):
         mom = np.zeros((k, 4, nb))
         for lang in range(k):
-            _accumulate(slots[lang], values[lang], starts[lang][f], starts[lang][f + 1],
-                        weights, mom[lang])
+            _accumulate(slot, value, start[lang, f], start[lang, f + 1], weights, mom[lang])
         lo, defined = np.inf, True
         rmin = np.full(nb, np.inf)
         for p in range(pa.size):
             c = np.zeros((6, nb))
-            _cross(slots[pa[p]], values[pa[p]], starts[pa[p]][f], starts[pa[p]][f + 1],
-                   slots[pb[p]], values[pb[p]], starts[pb[p]][f], starts[pb[p]][f + 1],
-                   weights, c)
+            _cross(slot, value, start[pa[p], f], start[pa[p], f + 1], start[pb[p], f],
+                   start[pb[p], f + 1], weights, c)
             r, se, ok = _rho_se(mom[pa[p]], mom[pb[p]], c, total)
             if not ok[0]:
                 defined = False
@@ -288,28 +305,28 @@ def bootstrap(starts, slots, values, pa, pb, weights, total, pstart, pslot, pval
         if not defined:
             continue
         out[0, f] = lo
-        if use_para:
-            m0, mp, c = np.zeros((4, nb)), np.zeros((4, nb)), np.zeros((6, nb))
-            s0, v0 = slots[of_lang], values[of_lang]
-            for r in range(starts[of_lang][f], starts[of_lang][f + 1]):
-                if in_para[s0[r]]:
-                    _accumulate(s0, v0, r, r + 1, weights, m0)
-            _accumulate(pslot, pvalue, pstart[f], pstart[f + 1], weights, mp)
-            _cross(s0, v0, starts[of_lang][f], starts[of_lang][f + 1], pslot, pvalue,
-                   pstart[f], pstart[f + 1], weights, c)
-            rp, _, okp = _rho_se(m0, mp, c, total_para)
-            if not okp[0] or rp[0] == 0:
-                continue
-            ratio = np.empty(nb - 1)
-            n = 0
-            for b in range(1, nb):
-                if okp[b] and rp[b] != 0:
-                    ratio[n] = rmin[b] / rp[b]
-                    n += 1
-            if n:
-                kept = np.sort(ratio[:n])
-                out[1, f] = _order_stat(kept, (1.0 - level) / 2, False)
-                out[2, f] = _order_stat(kept, (1.0 + level) / 2, True)
+        if para < 0:
+            continue
+        m0, mp, c = np.zeros((4, nb)), np.zeros((4, nb)), np.zeros((6, nb))
+        for r in range(start[of_lang, f], start[of_lang, f + 1]):
+            if in_para[slot[r]]:
+                _accumulate(slot, value, r, r + 1, weights, m0)
+        _accumulate(slot, value, start[para, f], start[para, f + 1], weights, mp)
+        _cross(slot, value, start[of_lang, f], start[of_lang, f + 1], start[para, f],
+               start[para, f + 1], weights, c)
+        rp, _, okp = _rho_se(m0, mp, c, total_para)
+        if not okp[0] or rp[0] == 0:
+            continue
+        ratio = np.empty(nb - 1)
+        n = 0
+        for b in range(1, nb):
+            if okp[b] and rp[b] != 0:
+                ratio[n] = rmin[b] / rp[b]
+                n += 1
+        if n:
+            kept = np.sort(ratio[:n])
+            out[1, f] = _order_stat(kept, (1.0 - level) / 2, False)
+            out[2, f] = _order_stat(kept, (1.0 + level) / 2, True)
 
 
 def _pearson(n: float | np.ndarray, sa: np.ndarray, qa: np.ndarray, sb: np.ndarray,
@@ -373,7 +390,7 @@ def assemble(s: Sums, bounds: Float64[np.ndarray, "3 d"], *, langs: list[str], n
             s.cross[:, p] - s.lex[:, p, 5]) for p, (a, b) in enumerate(pairs)])
     rho_para = ratio = nan
     if use_para:
-        rho_para = _pearson(n_para, *s.para.T[[0, 1, 2, 3, 4]])
+        rho_para = _pearson(n_para, *s.psum.T)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(rho_para != 0, rho / rho_para, np.nan)
 

@@ -17,7 +17,9 @@ altogether. Lexical status is a function of the (token_A, token_B) combination o
 decided once per distinct combination over the whole table (a large table has ~10^6 of them):
 the co-fired rows' combinations are collected, deduplicated, folded once per token id and
 compared by a compiled edit distance; the scorer then looks each co-fired row up by binary
-search in the sorted lexical combinations.
+search in the sorted lexical combinations. With three or more languages each language pair
+is judged on its own two tokens (the scorer reports the largest lexical share and the
+smallest rho_nonlex over language pairs).
 """
 
 from __future__ import annotations
@@ -120,42 +122,44 @@ def lexical_keys(keys: Int64[np.ndarray, " m"], vocab: Mapping[int, str] | pl.Da
     return keys[flags]
 
 
-def cofired_keys(start_a: Int64[np.ndarray, " d1"], slot_a: Int32[np.ndarray, " na"],
-                 token_a: UInt32[np.ndarray, " na"], start_b: Int64[np.ndarray, " d1"],
-                 slot_b: Int32[np.ndarray, " nb"],
-                 token_b: UInt32[np.ndarray, " nb"]) -> Int64[np.ndarray, " m"]:
+def cofired_keys(start_a: Int64[np.ndarray, " d1"], start_b: Int64[np.ndarray, " d1"],
+                 slot: Int32[np.ndarray, " n"], token: UInt32[np.ndarray, " n"]
+                 ) -> Int64[np.ndarray, " m"]:
     """The distinct (token_A << 32 | token_B) of the rows where both languages fire, sorted,
-    without the combinations of a token with itself. Rows are grouped by feature
-    (``start``) and ordered by pair slot within each feature."""
-    counts = _cofired(start_a, slot_a, token_a, start_b, slot_b, token_b,
-                      np.empty(0, np.int64), np.zeros(0, np.int64), False)
+    without the combinations of a token with itself. Language A's rows of feature f are
+    ``start_a[f]:start_a[f + 1]`` of ``slot`` and ``token`` (B's likewise), ordered by pair
+    slot."""
+    counts = _cofired(start_a, start_b, slot, token, np.empty(0, np.int64),
+                      np.zeros(0, np.int64), False)
     offset = np.zeros(counts.size + 1, dtype=np.int64)
     np.cumsum(counts, out=offset[1:])
     keys = np.empty(int(offset[-1]), dtype=np.int64)
-    _cofired(start_a, slot_a, token_a, start_b, slot_b, token_b, keys, offset, True)
-    return np.unique(keys)
+    distinct = _cofired(start_a, start_b, slot, token, keys, offset, True)
+    # Each feature's distinct keys lead its block: keep those before the global sort.
+    first = np.repeat(offset[:-1] - np.cumsum(distinct) + distinct, distinct)
+    return np.unique(keys[first + np.arange(first.size)])
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _cofired(start_a, slot_a, token_a, start_b, slot_b, token_b, keys, offset,
-             fill):  # pragma: no cover - compiled
+def _cofired(start_a, start_b, slot, token, keys, offset, fill):  # pragma: no cover - compiled
     """Per feature, the co-fired rows with two different tokens: counted, or (``fill``) their
-    keys written at ``offset[f]``, sorted and deduplicated within the feature (a feature
-    repeats its few combinations, so this shrinks the global sort)."""
+    keys written at ``offset[f]``, sorted and deduplicated within the feature, the distinct
+    ones first, and counted (a feature repeats its few combinations: this shrinks the
+    global sort)."""
     d = start_a.size - 1
     counts = np.zeros(d, dtype=np.int64)
     for f in numba.prange(d):
         i, j, n = start_a[f], start_b[f], 0
         at = offset[f] if fill else 0
         while i < start_a[f + 1] and j < start_b[f + 1]:
-            if slot_a[i] < slot_b[j]:
+            if slot[i] < slot[j]:
                 i += 1
-            elif slot_a[i] > slot_b[j]:
+            elif slot[i] > slot[j]:
                 j += 1
             else:
-                if token_a[i] != token_b[j]:
+                if token[i] != token[j]:
                     if fill:
-                        keys[at + n] = (np.int64(token_a[i]) << 32) | np.int64(token_b[j])
+                        keys[at + n] = (np.int64(token[i]) << 32) | np.int64(token[j])
                     n += 1
                 i += 1
                 j += 1
@@ -167,8 +171,7 @@ def _cofired(start_a, slot_a, token_a, start_b, slot_b, token_b, keys, offset,
                 if part[r] != part[m - 1]:
                     part[m] = part[r]
                     m += 1
-            for r in range(m, n):  # pad with the last key: the global unique drops it
-                part[r] = part[m - 1]
+            n = m
         counts[f] = n
     return counts
 

@@ -15,11 +15,12 @@ from .words import words_by_feature
 # Colour per class; the order is the legend's.
 CLASS_COLOURS = {"concept": "tab:green", "shared_string": "tab:orange", "length": "tab:purple",
                  "weak": "0.6", "low_support": "0.85"}
-_SPECIFIC = "tab:blue"
+# One colour per language for its language-specific features, in the order of langs.
+_SPECIFIC = ("tab:blue", "tab:red", "tab:cyan", "tab:pink", "tab:olive")
 
 
 def plot_ceiling(scores: pl.DataFrame, words: pl.DataFrame, out: str | Path,
-                 langs: Sequence[str], *, top_k: int = 25, label_k: int = 12, note: str = "",
+                 langs: Sequence[str], *, top_k: int = 25, label_k: int = 8, note: str = "",
                  style: FigureStyle = FigureStyle(width=7.5, height=7.0)) -> Path:
     """rho (x) against rho_para (y) with the diagonal; without a paraphrase, rho against its
     lower bound rho_lo (the y label says which)."""
@@ -28,31 +29,36 @@ def plot_ceiling(scores: pl.DataFrame, words: pl.DataFrame, out: str | Path,
     y_col, y_label = ("rho_para", "rho_para: the same statistic between two versions of "
                       "one language") if para else ("rho_lo", "rho_lo (bootstrap lower bound)")
     fig, (ax,) = _figure(style)
-    for cls in [*CLASS_COLOURS, *sorted(c for c in shown["class"].unique().to_list()
-                                        if c.startswith("lang_specific"))]:
+    specific = {f"lang_specific:{lang}": _SPECIFIC[i % len(_SPECIFIC)]
+                for i, lang in enumerate(langs)}
+    for cls in [*CLASS_COLOURS, *specific]:
         part = shown.filter(pl.col("class") == cls)
         if part.height == 0:
             continue
         ax.scatter(part["rho"].to_numpy(), part[y_col].fill_null(np.nan).to_numpy(),
                    s=6 if cls in ("weak", "low_support") else 12,
-                   color=CLASS_COLOURS.get(cls, _SPECIFIC), alpha=0.8, linewidths=0,
+                   color=CLASS_COLOURS.get(cls) or specific[cls], alpha=0.8, linewidths=0,
                    label=f"{cls} ({part.height})")
     ax.plot([0, 1], [0, 1], color="0.3", lw=0.8, ls="--", label="rho = ceiling")
     by_feature = words_by_feature(words, langs)
-    for r in shown.filter(pl.col("rank") < min(top_k, label_k)).iter_rows(named=True):
+    labelled = shown.filter(pl.col("rank") < min(top_k, label_k)).sort("rank")
+    for i, r in enumerate(labelled.iter_rows(named=True)):
         if r[y_col] is None:
             continue
         w = by_feature.get(r["feature_id"], {})
         text = "/".join((w.get(lang) or ["?"])[0] for lang in langs)
-        ax.annotate(text, (r["rho"], r[y_col]), fontsize=6, xytext=(3, 2),
-                    textcoords="offset points")
+        # The top features crowd one corner: labels go down a column at the left of it, each
+        # with a thin line to its point.
+        ax.annotate(text, (r["rho"], r[y_col]), xytext=(0.52, 0.4 - 0.045 * i), fontsize=7,
+                    textcoords="data", arrowprops={"arrowstyle": "-", "lw": 0.4,
+                                                   "color": "0.5"})
     ax.set_xlabel(f"rho: correlation across languages ({' vs '.join(langs)}) of the per-pair maxima")
     ax.set_ylabel(y_label)
     ax.set_xlim(-0.05, 1.02)
     ax.set_ylim(-0.05, 1.02)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("Bilingual by meaning: correlation against the paraphrase ceiling")
-    caption = ("Each point is a feature with enough co-fired pairs. A concept feature shared "
+    caption = ("Each point is a feature firing in both languages (dead ones left out). A concept feature shared "
                "by the languages lies near the diagonal (as correlated across languages as "
                "across two versions of one language); labels: the top features' words.")
     return _save(fig, out, caption, note, style)

@@ -53,7 +53,7 @@ feature, so a seed gives bit-identical results.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import NamedTuple
@@ -61,7 +61,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 import polars as pl
-from jaxtyping import Float32, Int32, Int64, UInt32
+from jaxtyping import Float32, Float64, Int32, Int64, UInt8, UInt32
 
 from ..errors import InputError
 from . import kernels
@@ -72,6 +72,8 @@ _TABLE = "max-activation table"
 # Features handed to a thread at a time: feature sizes are Zipf-like, so static halves of the
 # feature range would leave one core idle for a long tail.
 _CHUNK = 16
+# Rows of a side converted to numpy at a time while grouping.
+_BATCH = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,12 @@ class PairedConfig:
             raise ValueError(f"level must be in (0.5, 1), got {self.level}")
 
 
-class Side(NamedTuple):
-    """One language's rows grouped by feature (rows of f: ``start[f]:start[f + 1]``), ordered
-    by pair slot within each feature; a slot is the pair's index in the scored pairs."""
+class Rows(NamedTuple):
+    """Every side's rows (the languages, then the paraphrase if any) grouped by side and
+    feature: side s's rows of feature f are ``start[s, f]:start[s, f + 1]``, ordered by pair
+    slot, a slot being the pair's index among the scored pairs."""
 
-    start: Int64[np.ndarray, " d_sae_plus_1"]
+    start: Int64[np.ndarray, "sides d_sae_plus_1"]
     slot: Int32[np.ndarray, " n"]
     value: Float32[np.ndarray, " n"]
     token: UInt32[np.ndarray, " n_or_0"]  # the max's token id; empty when not loaded
@@ -162,58 +165,49 @@ def paired_stats(
 
     lengths = lengths.lazy().collect() if lengths is not None else None
     ids = _universe(maxacts, lengths, para_frame, langs, n_pairs)
-    to_slot = _slot_lookup(ids)
-    sides = [_load_side(maxacts.filter(_lang_col(maxacts) == lang), d_sae, to_slot, use_tokens,
-                        f"{_TABLE}, language {lang!r}") for lang in langs]
+    to_slot = Slots.of(ids)
+    sides = [(maxacts.filter(_lang_col(maxacts) == lang), f"{_TABLE}, language {lang!r}")
+             for lang in langs]
+    if para_frame is not None:
+        sides.append((para_frame, "paraphrase table"))
+    rows = _load(sides, d_sae, to_slot, use_tokens)
     lens = (_lengths(lengths, langs, ids) if lengths is not None
             else np.zeros((len(langs), 0)))
-    if para_frame is not None:
-        para_side = _load_side(para_frame, d_sae, to_slot, False, "paraphrase table")
-        para_ids = (lengths.filter(pl.col("lang").cast(pl.String) == paraphrase[1])["pair_id"]
-                    if lengths is not None and (lengths["lang"].cast(pl.String)
-                                                == paraphrase[1]).any()
-                    else para_frame.select(pl.col("pair_id").unique()).collect()["pair_id"])
-        in_para = np.zeros(n_pairs, dtype=bool)
-        para_slots = to_slot(para_ids.cast(pl.UInt32).to_numpy())
-        if (para_slots < 0).any():
-            raise InputError("paraphrase table", "pair_id", "pairs that are not scored pairs",
-                             "pass the paraphrase of the scored pairs")
-        in_para[para_slots] = True
-        if not in_para[para_side.slot].all():
+    k, para, of_lang = len(langs), -1, 0
+    in_para = np.zeros(n_pairs, dtype=bool)
+    if paraphrase is not None:
+        para, of_lang = k, langs.index(para_of)
+        in_para[_para_slots(para_frame, paraphrase[1], lengths, to_slot)] = True
+        p_rows = rows.slot[rows.start[para, 0] : rows.start[para, -1]]
+        if not in_para[p_rows].all():
             raise InputError("paraphrase table", "pair_id", "rows on pairs the lengths table "
                              "does not list for it", "pass the matching lengths table")
-        of_lang = langs.index(para_of)
-    else:
-        para_side = _empty_side(d_sae)
-        in_para, of_lang = np.zeros(n_pairs, dtype=bool), 0
 
-    pa, pb = (np.array(p, dtype=np.int64) for p in zip(*combinations(range(len(langs)), 2)))
+    pa, pb = (np.array(p, dtype=np.int64) for p in zip(*combinations(range(k), 2)))
     lex_keys = np.empty(0, dtype=np.int64)
     if use_tokens:
-        keys = np.unique(np.concatenate(
-            [cofired_keys(*sides[a][:2], sides[a].token, *sides[b][:2], sides[b].token)
-             for a, b in zip(pa, pb)]))
+        keys = np.unique(np.concatenate([cofired_keys(rows.start[a], rows.start[b], rows.slot,
+                                                      rows.token) for a, b in zip(pa, pb)]))
         lex_keys = lexical_keys(keys, vocab, config.lexical)
         del keys
-    starts, slots, values, tokens = (tuple(s[i] for s in sides) for i in range(4))
-    sums = kernels.Sums.empty(d_sae, len(langs), pa.size)
+    sums = kernels.Sums.empty(d_sae, k, pa.size)
     with _chunked():
-        kernels.exact_sums(starts, slots, values, tokens, pa, pb, lex_keys, use_tokens, lens,
-                           lengths is not None, *para_side[:3], in_para, of_lang,
-                           paraphrase is not None, *sums)
+        kernels.exact_sums(*rows, pa, pb, lex_keys, use_tokens, lens, lengths is not None,
+                           para, of_lang, in_para, *sums)
     weights = bootstrap_weights(n_pairs, config.bootstrap, config.seed)
     total = weights.sum(axis=0, dtype=np.float64)
     total_para = weights[in_para].sum(axis=0, dtype=np.float64)
     bounds = np.full((3, d_sae), np.nan)
     with _chunked():
-        kernels.bootstrap(starts, slots, values, pa, pb, weights, total, *para_side[:3], in_para,
-                          of_lang, total_para, paraphrase is not None, config.level, bounds)
+        kernels.bootstrap(*rows[:3], k, pa, pb, weights, total, para, of_lang, in_para,
+                          total_para, config.level, bounds)
     return kernels.assemble(sums, bounds, langs=langs, n_pairs=n_pairs, lens=lens,
                             n_para=int(in_para.sum()), use_lex=use_tokens,
                             use_para=paraphrase is not None)
 
 
-def bootstrap_weights(n_pairs: int, replicates: int, seed: int) -> np.ndarray:
+def bootstrap_weights(n_pairs: int, replicates: int,
+                      seed: int) -> UInt8[np.ndarray, "n_pairs replicates_plus_1"]:
     """(n_pairs, replicates + 1) uint8 pair weights by slot: column 0 is all ones (the sample
     itself), column b > 0 replicate b's Poisson(1) draws."""
     rng = np.random.default_rng(seed)
@@ -242,8 +236,8 @@ def _lang_col(frame: pl.LazyFrame) -> pl.Expr:
     return pl.col("lang") if keep else pl.col("lang").cast(pl.String)
 
 
-def _universe(maxacts: pl.LazyFrame, lengths: pl.DataFrame | None,
-              para: pl.LazyFrame | None, langs: list[str], n_pairs: int) -> UInt32[np.ndarray, " m"]:
+def _universe(maxacts: pl.LazyFrame, lengths: pl.DataFrame | None, para: pl.LazyFrame | None,
+              langs: list[str], n_pairs: int) -> UInt32[np.ndarray, " m"]:
     """The scored pairs' ids, sorted: the lengths table's (every language must list the same
     n_pairs pairs), else the ids the tables have rows for (the other scored pairs are silent
     everywhere; they get the slots after these)."""
@@ -274,62 +268,99 @@ def _universe(maxacts: pl.LazyFrame, lengths: pl.DataFrame | None,
     return ids
 
 
-def _slot_lookup(ids: UInt32[np.ndarray, " m"]
-                 ) -> Callable[[UInt32[np.ndarray, " r"]], Int32[np.ndarray, " r"]]:
-    """Pair id -> slot (rank in ``ids``), -1 for an id not among them."""
-    top = int(ids[-1]) if ids.size else 0
-    if top < max(64 * ids.size, 1 << 22):  # near-dense ids: a table beats a binary search
-        table = np.full(top + 1, -1, dtype=np.int32)
-        table[ids] = np.arange(ids.size, dtype=np.int32)
-        return lambda p: np.where(p <= top, table[np.minimum(p, top)], -1).astype(np.int32)
+class Slots(NamedTuple):
+    """Pair id -> slot: the sorted scored ids, and a dense lookup table (slot or -1 by id)
+    when the ids are near-dense (a table beats a binary search), else empty."""
 
-    def search(p: UInt32[np.ndarray, " r"]) -> Int32[np.ndarray, " r"]:
-        at = np.minimum(np.searchsorted(ids, p), ids.size - 1)
-        return np.where(ids[at] == p, at, -1).astype(np.int32)
+    ids: UInt32[np.ndarray, " m"]
+    table: Int32[np.ndarray, " top_or_0"]
 
-    return search
+    @classmethod
+    def of(cls, ids: UInt32[np.ndarray, " m"]) -> Slots:
+        top = int(ids[-1]) + 1 if ids.size else 0
+        table = np.empty(0, dtype=np.int32)
+        if top <= max(64 * ids.size, 1 << 22):
+            table = np.full(top, -1, dtype=np.int32)
+            table[ids] = np.arange(ids.size, dtype=np.int32)
+        return cls(ids, table)
+
+    def __call__(self, pairs: UInt32[np.ndarray, " r"]) -> Int32[np.ndarray, " r"]:
+        at = np.minimum(np.searchsorted(self.ids, pairs), max(self.ids.size - 1, 0))
+        return np.where(self.ids[at] == pairs, at, -1).astype(np.int32)
 
 
-def _load_side(frame: pl.LazyFrame, d_sae: int, to_slot: Callable, tokens: bool,
-               source: str) -> Side:
-    """One language's rows, validated and grouped by feature (a counting sort: the table's
-    own order is kept within a feature and fixed where it is not by pair)."""
-    cols = [pl.col("feature_id").cast(pl.UInt32), pl.col("pair_id").cast(pl.UInt32),
-            pl.col("value").cast(pl.Float32)]
-    part = frame.select(*cols, *([pl.col("token_id").cast(pl.UInt32)] if tokens else [])).collect()
-    if part.height == 0:
-        raise InputError(source, "rows", "none", "check langs against the table")
-    if part.null_count().sum_horizontal().item() > 0:
-        raise InputError(source, "rows", "null entries", "rebuild the table")
-    feature, value = part["feature_id"].to_numpy(), part["value"].to_numpy()
-    if not (np.isfinite(value).all() and (value > 0).all()):
-        raise InputError(source, "value", "values <= 0 or not finite (absent rows mean 0)",
-                         "keep only the rows where the max is > 0")
-    if int(feature.max()) >= d_sae:
-        raise InputError(source, "feature_id", f"{int(feature.max())} >= d_sae={d_sae}",
-                         "pass the SAE's d_sae")
-    slot = to_slot(part["pair_id"].to_numpy())
-    if (slot < 0).any():
-        raise InputError(source, "pair_id", "pairs missing from the lengths table",
-                         "pass the lengths table of the same pairs")
-    token = part["token_id"].to_numpy() if tokens else np.empty(0, dtype=np.uint32)
-    start = np.zeros(d_sae + 1, dtype=np.int64)
-    np.cumsum(np.bincount(feature, minlength=d_sae), out=start[1:])
-    side = Side(start, *kernels.group_rows(feature, slot, value, token, start))
-    del part, feature, slot, value, token
-    if kernels.order_within(*side):
-        raise InputError(source, "rows", "duplicate (pair_id, lang, feature_id) rows",
+def _load(sides: list[tuple[pl.LazyFrame, str]], d_sae: int, to_slot: Slots,
+          tokens: bool) -> Rows:
+    """Every side's rows, validated and grouped by feature into one set of arrays (a counting
+    sort, side by side: the table's own order is kept within a feature, and fixed where it is
+    not by pair). Only one side's raw columns are in memory at a time."""
+    sizes = [frame.select(pl.len()).collect().item() for frame, _ in sides]
+    n = sum(sizes)
+    start = np.zeros((len(sides), d_sae + 1), dtype=np.int64)
+    slot, value = np.empty(n, np.int32), np.empty(n, np.float32)
+    token = np.empty(n if tokens else 0, np.uint32)
+    at = 0
+    for i, ((frame, source), size) in enumerate(zip(sides, sizes)):
+        names = frame.collect_schema().names()
+        tok = (pl.col("token_id").cast(pl.UInt32) if "token_id" in names
+               else pl.lit(0, dtype=pl.UInt32).alias("token_id"))
+        part = frame.select(pl.col("feature_id").cast(pl.UInt32),
+                            pl.col("pair_id").cast(pl.UInt32), pl.col("value").cast(pl.Float32),
+                            *([tok] if tokens else [])).collect()
+        if part.height == 0 or part.height != size:
+            raise InputError(source, "rows", "none" if part.height == 0 else "changed while read",
+                             "check langs against the table")
+        if part.null_count().sum_horizontal().item() > 0:
+            raise InputError(source, "rows", "null entries", "rebuild the table")
+        # In batches: a parquet read comes in chunks, and a whole column as one numpy array
+        # would be a copy of a side's ~10^8 rows.
+        counts = np.zeros(d_sae, dtype=np.int64)
+        for batch in part.iter_slices(_BATCH):
+            feature, v = batch["feature_id"].to_numpy(), batch["value"].to_numpy()
+            if not (np.isfinite(v).all() and (v > 0).all()):
+                raise InputError(source, "value", "values <= 0 or not finite (absent rows mean "
+                                 "0)", "keep only the rows where the max is > 0")
+            if int(feature.max()) >= d_sae:
+                raise InputError(source, "feature_id", f"{int(feature.max())} >= d_sae={d_sae}",
+                                 "pass the SAE's d_sae")
+            counts += np.bincount(feature, minlength=d_sae)
+        start[i, 0] = at
+        np.cumsum(counts, out=start[i, 1:])
+        start[i, 1:] += at
+        pos = start[i, :-1].copy()
+        for batch in part.iter_slices(_BATCH):
+            t = batch["token_id"].to_numpy() if tokens else np.empty(0, np.uint32)
+            if kernels.group_rows(batch["feature_id"].to_numpy(), batch["pair_id"].to_numpy(),
+                                  batch["value"].to_numpy(), t, pos, *to_slot, slot, value,
+                                  token):
+                raise InputError(source, "pair_id", "pairs missing from the lengths table",
+                                 "pass the lengths table of the same pairs")
+        at += size
+        del part
+    rows = Rows(start, slot, value, token)
+    if kernels.order_within(*rows):
+        raise InputError(_TABLE, "rows", "duplicate (pair_id, lang, feature_id) rows",
                          "rebuild the table with reduce")
-    return side
+    return rows
 
 
-def _empty_side(d_sae: int) -> Side:
-    return Side(np.zeros(d_sae + 1, np.int64), np.empty(0, np.int32), np.empty(0, np.float32),
-                np.empty(0, np.uint32))
+def _para_slots(para: pl.LazyFrame, para_lang: str, lengths: pl.DataFrame | None,
+                to_slot: Slots) -> Int32[np.ndarray, " m"]:
+    """The slots of the pairs the paraphrase covers: those the lengths table lists for it,
+    else those its table has rows for."""
+    listed = (lengths.filter(pl.col("lang").cast(pl.String) == para_lang)["pair_id"]
+              if lengths is not None else None)
+    if listed is None or listed.len() == 0:
+        listed = para.select(pl.col("pair_id").unique()).collect()["pair_id"]
+    slots = to_slot(listed.cast(pl.UInt32).to_numpy())
+    if (slots < 0).any():
+        raise InputError("paraphrase table", "pair_id", "pairs that are not scored pairs",
+                         "pass the paraphrase of the scored pairs")
+    return slots
 
 
 def _lengths(lengths: pl.DataFrame, langs: list[str], ids: UInt32[np.ndarray, " n"]
-             ) -> np.ndarray:
+             ) -> Float64[np.ndarray, "k n"]:
     """(languages, n_pairs) float64 sentence lengths by slot (``_universe`` checked coverage)."""
     out = np.empty((len(langs), ids.size))
     for row, lang in enumerate(langs):
