@@ -181,7 +181,7 @@ def check_paired(res):
     stats = json.loads((res / "toy" / "paraphrase_stats.json").read_text())
     assert stats["matched"] == 48 and stats["missing_in_paraphrase"] == 0
     lexicon = pl.read_parquet(res / "tiny" / "lexicon" / "tiny-sae.parquet")
-    assert set(lexicon["method"].drop_nulls()) <= {"exact", "seed", "paired"}
+    assert set(lexicon["method"].drop_nulls()) == {"exact", "seed", "paired", "plain_rho"}
     summary = (res / "tiny" / "summary.md").read_text().splitlines()
     assert "concept-bilingual features of" in summary[2]
     assert any(line.startswith("Paraphrase ceiling:") for line in summary)
