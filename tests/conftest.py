@@ -24,7 +24,7 @@ needs_sword = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    from polyglot_sae.models import ModelConfig, prepare_model
+    from polyglot_sae.model.load import ModelConfig, prepare_model
 
     return prepare_model(ModelConfig(source="tiny", tiny={"seed": 1}),
                          tmp_path_factory.mktemp("models") / "tiny")
@@ -32,7 +32,7 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
-    from polyglot_sae.models import load_model
+    from polyglot_sae.model.load import load_model
 
     return load_model(tiny_model_dir)
 
@@ -98,7 +98,7 @@ def sample_corpus(n: int = 40) -> dict[str, list[str]]:
 
 
 def expected_beta_sweep(scores, beta_ranks, top_k: int):
-    """The beta sweep computed from a score table (polyglot_sae.scoring's columns) alone: for
+    """The beta sweep computed from a score table (polyglot_sae.score.bilingual's columns) alone: for
     each beta rank r, beta_r = -(jsd_(r) - jsd_min) / (idaf_max - idaf_min) over the alive
     features (0 when idaf is constant), bi = jsd + beta_r * idaf ranked ascending (ties by
     feature id); its top-k's Jaccard overlap with the table's own top-k (rank < k) and Kendall's

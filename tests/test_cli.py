@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 
 from polyglot_sae.atomic_io import write_parquet
-from polyglot_sae.scoring import ScoreConfig, score_features
+from polyglot_sae.score.bilingual import ScoreConfig, score_features
 
 CLI = str(Path(sys.executable).with_name("polyglot-sae"))
 

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 from conftest import SWORD_DIR, needs_sword, sample_corpus
 
-from polyglot_sae.corpus import (CorpusConfig, ShardSpec, SplitConfig, load_pairs, read_shard,
+from polyglot_sae.corpus.pairs import (CorpusConfig, ShardSpec, SplitConfig, load_pairs, read_shard,
                                  seeded_order, shard_block, shard_digest, shard_manifest,
                                  split_ids)
 from polyglot_sae.errors import InputError
@@ -86,7 +86,7 @@ def test_sword_bible_alignment_matches_pysword():
     """Our block reader against pysword's own per-verse reader, at book and testament edges."""
     from pysword.modules import SwordModules
 
-    from polyglot_sae.sword import clean_osis, find_module, iter_verses
+    from polyglot_sae.corpus.sword import clean_osis, find_module, iter_verses
 
     modules = SwordModules(str(SWORD_DIR))
     modules.parse_modules()

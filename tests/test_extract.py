@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import make_jumprelu, sample_corpus
 
-from polyglot_sae.extract import ACTS_SCHEMA, ExtractConfig, extract_sparse, token_table, tokenize
+from polyglot_sae.activations.extract import ACTS_SCHEMA, ExtractConfig, extract_sparse, token_table, tokenize
 from polyglot_sae.atomic_io import read_metadata, write_parquet
-from polyglot_sae.reduce import reduce_max, sentence_lengths
+from polyglot_sae.activations.reduce import reduce_max, sentence_lengths
 
 HOOK = "blocks.1.hook_resid_post"
 
@@ -138,7 +138,7 @@ def test_parquet_write_is_atomic_and_keeps_provenance(tmp_path, monkeypatch):
 
 
 def test_sae_quality_against_direct_computation(tiny_model, sae, pairs):
-    from polyglot_sae.sae_eval import evaluate_sae
+    from polyglot_sae.activations.sae_eval import evaluate_sae
 
     quality = evaluate_sae(tiny_model, sae, HOOK, pairs, ExtractConfig(), batch_size=5)
 
@@ -199,7 +199,7 @@ def test_results_do_not_depend_on_batches_or_input_order(tiny_model, sae, pairs)
 
 
 def test_length_batches_cover_every_sentence_once_within_budget():
-    from polyglot_sae.extract import length_batches
+    from polyglot_sae.activations.extract import length_batches
 
     lengths = [5, 1, 9, 3, 3, 40, 7, 2, 9]
     for batch_size, budget in ((4, None), (1, None), (32, 18), (32, 9), (32, 1)):
@@ -217,7 +217,7 @@ def test_length_batches_cover_every_sentence_once_within_budget():
 
 def test_special_tokens_never_kept(tiny_model, sae):
     """EOS inside a sentence and BOS are excluded wherever they sit."""
-    from polyglot_sae.extract import Sentence, sparse_activations
+    from polyglot_sae.activations.extract import Sentence, sparse_activations
 
     tok = tiny_model.tokenizer
     ids = tok("The king and the river")["input_ids"]
@@ -229,7 +229,7 @@ def test_special_tokens_never_kept(tiny_model, sae):
 
 
 def test_duplicate_sentences_refused(tiny_model, sae):
-    from polyglot_sae.extract import Sentence, sparse_activations
+    from polyglot_sae.activations.extract import Sentence, sparse_activations
 
     s = Sentence(0, "en", [2, 50, 60])
     with pytest.raises(ValueError, match="once"):
@@ -240,7 +240,7 @@ def test_duplicate_sentences_refused(tiny_model, sae):
 
 def test_hook_batches_leave_no_hook_or_inference_mode_between_batches(tiny_model, pairs):
     """The caller runs its own passes between batches (sae_eval splices the SAE in)."""
-    from polyglot_sae.extract import hook_batches
+    from polyglot_sae.activations.extract import hook_batches
 
     sentences = tokenize(tiny_model.tokenizer, pairs, 256)
     seen = 0
@@ -260,7 +260,7 @@ def test_hook_batches_leave_no_hook_or_inference_mode_between_batches(tiny_model
 
 
 def test_encoder_layout_only_changes_for_cpu_bfloat16(tiny_model):
-    from polyglot_sae.extract import _encoder_transposed
+    from polyglot_sae.activations.extract import _encoder_transposed
 
     fp32 = make_jumprelu(tiny_model.cfg.d_model, 48)
     _encoder_transposed(fp32)
@@ -279,7 +279,7 @@ def test_encoder_layout_only_changes_for_cpu_bfloat16(tiny_model):
 def test_bfloat16_agrees_with_float32(tiny_model_dir, pairs):
     """The bf16 option: values still written as float32, maxima within bf16's precision of the
     float32 ones, and nearly the same (pair, lang, feature) rows."""
-    from polyglot_sae.models import load_model
+    from polyglot_sae.model.load import load_model
 
     fp32 = load_model(tiny_model_dir)
     bf16 = load_model(tiny_model_dir, dtype=torch.bfloat16)
@@ -303,7 +303,7 @@ def test_bfloat16_agrees_with_float32(tiny_model_dir, pairs):
 def test_blocks_written_by_the_writer_thread_equal_one_table(tiny_model, sae, pairs, tmp_path):
     """Small blocks: several are sorted and written by the writer thread while the model runs
     the next; the file holds exactly the table computed in one go, with its provenance."""
-    from polyglot_sae.extract import sparse_activations, write_sparse_activations
+    from polyglot_sae.activations.extract import sparse_activations, write_sparse_activations
 
     sentences = tokenize(tiny_model.tokenizer, pairs, 256)
     whole = sparse_activations(tiny_model, sae, HOOK, sentences, ExtractConfig(batch_size=4))
@@ -322,7 +322,7 @@ def test_writer_thread_leaves_no_partial_file(tiny_model, pairs, tmp_path, monke
     """The model failing after blocks were written, or the writer failing: the error reaches
     the caller, nothing hangs, and no file (finished-looking or temporary) is left."""
     from polyglot_sae import atomic_io
-    from polyglot_sae.extract import write_sparse_activations
+    from polyglot_sae.activations.extract import write_sparse_activations
 
     sentences = tokenize(tiny_model.tokenizer, pairs, 256)
     failing = make_jumprelu(tiny_model.cfg.d_model, 48)
@@ -357,7 +357,7 @@ def test_writer_thread_leaves_no_partial_file(tiny_model, pairs, tmp_path, monke
 
 
 def _random_sentences(n: int, d_vocab: int, seed: int = 0) -> list:
-    from polyglot_sae.extract import Sentence
+    from polyglot_sae.activations.extract import Sentence
 
     rng = np.random.default_rng(seed)
     return [Sentence(i // 2, ("en", "es")[i % 2],
@@ -370,7 +370,7 @@ def test_lean_forward_engine_equals_transformer_lens_engine():
     same rows, values equal to float32 rounding; the SAE's thresholds sit where they cut."""
     from conftest import tiny_gemma
 
-    from polyglot_sae.extract import sparse_activations
+    from polyglot_sae.activations.extract import sparse_activations
 
     model = tiny_gemma("google/gemma-3-270m")
     hook = "blocks.3.hook_resid_post"
@@ -392,7 +392,7 @@ def test_lean_forward_engine_equals_transformer_lens_engine():
 def test_unsupported_model_falls_back_to_transformer_lens(tiny_model, sae, pairs):
     """The tiny LayerNorm model is outside what the lean forward implements: forward "lean"
     must then be TransformerLens' path, bit for bit."""
-    from polyglot_sae.lean_forward import lean_forward_for
+    from polyglot_sae.model.lean_forward import lean_forward_for
 
     assert lean_forward_for(tiny_model, HOOK) is None
     lean, tl = (extract_sparse(tiny_model, sae, HOOK, pairs, ExtractConfig(forward=f))

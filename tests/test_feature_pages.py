@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from polyglot_sae.browser import BrowserConfig, dump_dom, file_url, find_chromium, screenshot
+from polyglot_sae.report.browser import BrowserConfig, dump_dom, file_url, find_chromium, screenshot
 from polyglot_sae.errors import InputError
 from polyglot_sae.report import pages as render
 from polyglot_sae.report.page_data import (FeaturePagesConfig, FeaturePagesInput, LogitLens,

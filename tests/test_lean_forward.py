@@ -7,7 +7,7 @@ import torch
 from conftest import N_LAYERS, ROOT, tiny_gemma
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from polyglot_sae.lean_forward import LeanForward, lean_forward_for
+from polyglot_sae.model.lean_forward import LeanForward, lean_forward_for
 
 # Right-padded rows of different lengths; several are longer than the window of 4 tokens
 LENGTHS = [11, 7, 3, 9]
@@ -147,7 +147,7 @@ def test_unsupported_models_and_hooks_give_none(gemma3):
 
 @pytest.mark.slow
 def test_real_gemma3_270m_equals_transformer_lens(tmp_path):
-    from polyglot_sae.models import ModelConfig, load_model, prepare_model
+    from polyglot_sae.model.load import ModelConfig, load_model, prepare_model
 
     prepared = ROOT / "resources" / "models" / "gemma-3-270m"
     if not (prepared / "polyglot_model.json").exists():  # as test_slow_gemma: convert (~1.5 min)

@@ -12,10 +12,10 @@ import pytest
 import scipy.stats as st
 import torch
 
-from polyglot_sae import logit_lens as ll
-from polyglot_sae import token_sets as ts
+from polyglot_sae.logit_lens import core as ll
+from polyglot_sae.logit_lens import token_sets as ts
 from polyglot_sae.errors import InputError
-from polyglot_sae.null import bh_qvalues
+from polyglot_sae.score.null import bh_qvalues
 
 from conftest import make_jumprelu
 
@@ -451,7 +451,7 @@ def test_join_bilingual():
 
 def test_figures_and_tables_are_written(tiny_model, tmp_path):
     from polyglot_sae.atomic_io import read_metadata
-    from polyglot_sae.plots_logit_lens import (plot_language_promotion, plot_logit_histogram,
+    from polyglot_sae.logit_lens.plots import (plot_language_promotion, plot_logit_histogram,
                                                plot_skew_kurtosis)
 
     lens = ll.unembed_lens(tiny_model)

@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import integrate, stats
 
-from polyglot_sae import mcs, plots_mcs
+from polyglot_sae.mcs import core as mcs
+from polyglot_sae.mcs import plots as plots_mcs
 from polyglot_sae.atomic_io import read_metadata
 from polyglot_sae.errors import InputError
-from polyglot_sae.plots import FigureStyle
+from polyglot_sae.score.plots import FigureStyle
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Small figures keep the suite fast; the layout code is the same at any size.

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from polyglot_sae.errors import InputError
-from polyglot_sae.monolinguality import monolinguality, rank_correlation
+from polyglot_sae.score.monolinguality import monolinguality, rank_correlation
 
 LANGS = ["en", "es", "de"]
 
@@ -103,7 +103,7 @@ def test_rank_correlation_degenerate_and_bad_input():
 
 
 def test_end_to_end_with_scores():
-    from polyglot_sae.scoring import ScoreConfig, score_features
+    from polyglot_sae.score.bilingual import ScoreConfig, score_features
 
     table, dense = _random_table(n_pairs=30, d_sae=40, seed=3)
     n_pairs, _, d_sae = dense.shape

@@ -1,4 +1,4 @@
-"""Tests of polyglot_sae.null: calibration and power on synthetic tables, equality with a
+"""Tests of polyglot_sae.score.null: calibration and power on synthetic tables, equality with a
 brute-force null that permutes the polars table and rescores it, BH against scipy, the CLI."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from scipy.stats import false_discovery_control, kstest, kstwo
 
 from polyglot_sae.atomic_io import write_parquet
-from polyglot_sae.null import (NullConfig, _pair_term, bh_qvalues, permutation_pvalues,
+from polyglot_sae.score.null import (NullConfig, _pair_term, bh_qvalues, permutation_pvalues,
                                permutation_stream, score_with_null)
-from polyglot_sae.scoring import ScoreConfig, pair_divergence, score_features
+from polyglot_sae.score.bilingual import ScoreConfig, pair_divergence, score_features
 
 CLI = str(Path(sys.executable).with_name("polyglot-sae"))
 EXACT = ScoreConfig(method="exact")

@@ -9,9 +9,9 @@ import pytest
 from conftest import SWORD_DIR, needs_sword
 
 from polyglot_sae.atomic_io import read_metadata
-from polyglot_sae.corpus import CorpusConfig, load_pairs
+from polyglot_sae.corpus.pairs import CorpusConfig, load_pairs
 from polyglot_sae.errors import InputError
-from polyglot_sae.paraphrase.align import (ParaphraseConfig, build_paraphrase, paraphrase_pairs,
+from polyglot_sae.corpus.paraphrase import (ParaphraseConfig, build_paraphrase, paraphrase_pairs,
                                            write_paraphrase)
 
 HAS_WEB = (SWORD_DIR / "mods.d" / "engWEB2015eb.conf").exists()

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from matplotlib.image import imread
 
-from polyglot_sae import plots
+from polyglot_sae.score import plots
 from polyglot_sae.errors import InputError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -4,9 +4,9 @@ import torch
 from conftest import make_jumprelu
 
 from polyglot_sae.errors import InputError
-from polyglot_sae.models import check_hook, stop_layer
-from polyglot_sae.sae_training import TrainConfig, train_jumprelu
-from polyglot_sae.saes import SAESourceConfig, check_sae_fits, import_sae, load_sae
+from polyglot_sae.model.load import check_hook, stop_layer
+from polyglot_sae.model.training import TrainConfig, train_jumprelu
+from polyglot_sae.model.saes import SAESourceConfig, check_sae_fits, import_sae, load_sae
 
 
 def _gemmascope_params(d_in=32, d_sae=40, seed=0):

@@ -1,4 +1,4 @@
-"""Tests of polyglot_sae.scoring against dense references built independently of it."""
+"""Tests of polyglot_sae.score.bilingual against dense references built independently of it."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from scipy.spatial.distance import jensenshannon
 from scipy.special import log_softmax, softmax
 from scipy.stats import entropy
 
-from polyglot_sae.scoring import ScoreConfig, per_language_counts, score_features
-from polyglot_sae.sweeps import beta_sweep
+from polyglot_sae.score.bilingual import ScoreConfig, per_language_counts, score_features
+from polyglot_sae.score.sweeps import beta_sweep
 
 EXACT = ScoreConfig(method="exact")
 SEED = ScoreConfig(method="seed")
@@ -172,7 +172,7 @@ def test_beta_is_zero_when_all_alive_features_are_equally_rare():
 
 @pytest.mark.parametrize("method", ["exact", "seed"])
 def test_beta_sweep_matches_the_score_table(method):
-    """polyglot_sae.sweeps.beta_sweep against the sweep recomputed from score_features' table
+    """polyglot_sae.score.sweeps.beta_sweep against the sweep recomputed from score_features' table
     (jsd and idaf only), on features of very different firing rates, where beta reorders."""
     rng = np.random.default_rng(11)
     dense = random_dense(rng, 2, n_pairs=60, d_sae=40, density=rng.uniform(0.05, 0.9, 40))
@@ -463,7 +463,7 @@ def test_invalid_config_raises():
 def test_score_file_reads_provenance_and_writes_scores(tmp_path):
     from polyglot_sae.errors import InputError
     from polyglot_sae.atomic_io import read_metadata, write_parquet
-    from polyglot_sae.scoring import score_file
+    from polyglot_sae.score.bilingual import score_file
 
     dense = random_dense(np.random.default_rng(7), 2, n_pairs=15, d_sae=6)
     table = to_table(dense, ["en", "es"])

@@ -9,8 +9,8 @@ import pytest
 from polyglot_sae.atomic_io import read_metadata
 from polyglot_sae.cli import main as cli_main
 from polyglot_sae.errors import InputError
-from polyglot_sae.scoring import ScoreConfig, score_features
-from polyglot_sae.seed_dataset import import_seed_dataset, write_seed_maxacts
+from polyglot_sae.score.bilingual import ScoreConfig, score_features
+from polyglot_sae.corpus.seed_dataset import import_seed_dataset, write_seed_maxacts
 
 D_SAE = 20
 LANGS = ["es", "en"]

@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import ROOT, make_jumprelu
 
-from polyglot_sae.extract import ExtractConfig, extract_sparse
-from polyglot_sae.models import ModelConfig, load_model, load_spec, prepare_model
+from polyglot_sae.activations.extract import ExtractConfig, extract_sparse
+from polyglot_sae.model.load import ModelConfig, load_model, load_spec, prepare_model
 
 pytestmark = pytest.mark.slow
 HOOK = "blocks.12.hook_resid_post"

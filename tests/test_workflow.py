@@ -94,9 +94,9 @@ def check_size_ablation(res, method, sizes=(10, 20), subsets=3, top_k=4, permuta
     compared with the score rule's table (all pairs); intervals from min to max over random
     subsets of distinct pairs of all the scored pairs (one seeded stream through the sizes),
     and at the full size, where every subset is the full set, the point itself."""
-    from polyglot_sae.corpus import seeded_order
-    from polyglot_sae.null import NullConfig, score_with_null
-    from polyglot_sae.scoring import ScoreConfig
+    from polyglot_sae.corpus.pairs import seeded_order
+    from polyglot_sae.score.null import NullConfig, score_with_null
+    from polyglot_sae.score.bilingual import ScoreConfig
 
     maxacts = pl.read_parquet(res / "tiny" / "maxacts" / "tiny-sae.parquet")
     split = pl.read_parquet(res / "toy" / "split" / "score.parquet")

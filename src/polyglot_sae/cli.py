@@ -36,8 +36,8 @@ def _score_paired(args: argparse.Namespace) -> None:
 def _score(args: argparse.Namespace) -> None:
     if args.method == "paired":
         return _score_paired(args)
-    from .null import NullConfig
-    from .scoring import ScoreConfig, score_file
+    from polyglot_sae.score.null import NullConfig
+    from polyglot_sae.score.bilingual import ScoreConfig, score_file
 
     if args.permutations < 0:
         raise SystemExit(f"error: --permutations must be >= 0, got {args.permutations}")
@@ -54,7 +54,7 @@ def _score(args: argparse.Namespace) -> None:
 
 
 def _import_seed(args: argparse.Namespace) -> None:
-    from .seed_dataset import SEED_DATASET, write_seed_maxacts
+    from polyglot_sae.corpus.seed_dataset import SEED_DATASET, write_seed_maxacts
 
     table, meta = write_seed_maxacts(args.out, args.source or SEED_DATASET, split=args.split,
                                      local_path=args.local_path, keep_padding=args.keep_padding)

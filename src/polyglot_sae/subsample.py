@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 from jaxtyping import UInt32
 
-from .corpus import seeded_order
+from polyglot_sae.corpus.pairs import seeded_order
 
 
 @dataclass(frozen=True)

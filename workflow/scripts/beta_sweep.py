@@ -1,10 +1,10 @@
 import polars as pl
 
 from polyglot_sae.atomic_io import read_metadata, write_parquet
-from polyglot_sae.plots import plot_beta_sweep
-from polyglot_sae.reduce import n_pairs_of
-from polyglot_sae.scoring import ScoreConfig
-from polyglot_sae.sweeps import beta_sweep
+from polyglot_sae.score.plots import plot_beta_sweep
+from polyglot_sae.activations.reduce import n_pairs_of
+from polyglot_sae.score.bilingual import ScoreConfig
+from polyglot_sae.score.sweeps import beta_sweep
 from polyglot_sae.workflow_io import rule_log
 
 with rule_log(snakemake) as log:

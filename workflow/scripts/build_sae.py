@@ -1,8 +1,8 @@
 from pathlib import Path
 
-from polyglot_sae.models import load_spec
-from polyglot_sae.sae_training import TrainConfig, train_from_cache
-from polyglot_sae.saes import SAESourceConfig, import_sae
+from polyglot_sae.model.load import load_spec
+from polyglot_sae.model.training import TrainConfig, train_from_cache
+from polyglot_sae.model.saes import SAESourceConfig, import_sae
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
 with rule_log(snakemake) as log:

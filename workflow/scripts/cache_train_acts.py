@@ -1,7 +1,7 @@
 import polars as pl
 
-from polyglot_sae.extract import ExtractConfig, resolve_device, save_dense_activations
-from polyglot_sae.models import check_hook, load_model
+from polyglot_sae.activations.extract import ExtractConfig, resolve_device, save_dense_activations
+from polyglot_sae.model.load import check_hook, load_model
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
 with rule_log(snakemake) as log:

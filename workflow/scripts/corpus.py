@@ -1,4 +1,4 @@
-from polyglot_sae.corpus import CorpusConfig, load_pairs
+from polyglot_sae.corpus.pairs import CorpusConfig, load_pairs
 from polyglot_sae.atomic_io import write_json, write_parquet
 from polyglot_sae.workflow_io import rule_log
 

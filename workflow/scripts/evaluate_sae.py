@@ -1,10 +1,10 @@
 import polars as pl
 
-from polyglot_sae.extract import ExtractConfig, resolve_device
-from polyglot_sae.models import check_hook, load_model
+from polyglot_sae.activations.extract import ExtractConfig, resolve_device
+from polyglot_sae.model.load import check_hook, load_model
 from polyglot_sae.atomic_io import write_json
-from polyglot_sae.sae_eval import evaluate_sae
-from polyglot_sae.saes import check_sae_fits, load_sae
+from polyglot_sae.activations.sae_eval import evaluate_sae
+from polyglot_sae.model.saes import check_sae_fits, load_sae
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
 with rule_log(snakemake) as log:

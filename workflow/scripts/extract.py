@@ -1,7 +1,7 @@
 import polars as pl
 
-from polyglot_sae.corpus import ShardSpec, read_shard
-from polyglot_sae.extract import ExtractConfig, extract_shard
+from polyglot_sae.corpus.pairs import ShardSpec, read_shard
+from polyglot_sae.activations.extract import ExtractConfig, extract_shard
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
 with rule_log(snakemake) as log:

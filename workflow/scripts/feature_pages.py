@@ -1,5 +1,5 @@
-from polyglot_sae.dictionaries import mcs_matches
-from polyglot_sae.logit_lens_stage import page_entries
+from polyglot_sae.mcs.dictionaries import mcs_matches
+from polyglot_sae.logit_lens.stage import page_entries
 from polyglot_sae.report.page_data import FeaturePagesConfig, FeaturePagesInput
 from polyglot_sae.report.pages import build_feature_pages
 from polyglot_sae.workflow_io import from_mapping, rule_log

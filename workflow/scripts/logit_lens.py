@@ -1,4 +1,4 @@
-from polyglot_sae.logit_lens_stage import LensStageConfig, logit_lens_stage
+from polyglot_sae.logit_lens.stage import LensStageConfig, logit_lens_stage
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
 with rule_log(snakemake) as log:

@@ -1,4 +1,4 @@
-from polyglot_sae.logit_lens_stage import lens_join_stage
+from polyglot_sae.logit_lens.stage import lens_join_stage
 from polyglot_sae.workflow_io import rule_log
 
 with rule_log(snakemake) as log:

@@ -1,5 +1,5 @@
-from polyglot_sae.dictionaries import write_ladder
-from polyglot_sae.mcs import Dictionary, McsConfig, compare_ladder
+from polyglot_sae.mcs.dictionaries import write_ladder
+from polyglot_sae.mcs.core import Dictionary, McsConfig, compare_ladder
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
 with rule_log(snakemake) as log:

@@ -1,4 +1,4 @@
-from polyglot_sae.dictionaries import mcs_of_bilingual_features
+from polyglot_sae.mcs.dictionaries import mcs_of_bilingual_features
 from polyglot_sae.workflow_io import rule_log
 
 with rule_log(snakemake) as log:

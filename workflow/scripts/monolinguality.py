@@ -1,8 +1,8 @@
 import polars as pl
 
 from polyglot_sae.atomic_io import read_metadata, write_json, write_parquet
-from polyglot_sae.monolinguality import monolinguality, rank_correlation
-from polyglot_sae.reduce import n_pairs_of
+from polyglot_sae.score.monolinguality import monolinguality, rank_correlation
+from polyglot_sae.activations.reduce import n_pairs_of
 from polyglot_sae.workflow_io import rule_log
 
 with rule_log(snakemake) as log:

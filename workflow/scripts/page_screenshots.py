@@ -1,6 +1,6 @@
 import polars as pl
 
-from polyglot_sae.browser import page_screenshots
+from polyglot_sae.report.browser import page_screenshots
 from polyglot_sae.workflow_io import rule_log
 
 with rule_log(snakemake):

@@ -1,7 +1,7 @@
 import polars as pl
 
 from polyglot_sae.atomic_io import write_json
-from polyglot_sae.paraphrase.align import ParaphraseConfig, build_paraphrase
+from polyglot_sae.corpus.paraphrase import ParaphraseConfig, build_paraphrase
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
 with rule_log(snakemake) as log:

@@ -1,4 +1,4 @@
-from polyglot_sae.models import ModelConfig, prepare_model
+from polyglot_sae.model.load import ModelConfig, prepare_model
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
 with rule_log(snakemake) as log:

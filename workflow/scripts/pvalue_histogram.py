@@ -1,6 +1,6 @@
 import polars as pl
 
-from polyglot_sae.plots import plot_pvalue_histogram
+from polyglot_sae.score.plots import plot_pvalue_histogram
 from polyglot_sae.workflow_io import rule_log
 
 with rule_log(snakemake):

@@ -1,5 +1,5 @@
 from polyglot_sae.atomic_io import write_parquet
-from polyglot_sae.reduce import sentence_lengths, vocab, write_max_table
+from polyglot_sae.activations.reduce import sentence_lengths, vocab, write_max_table
 from polyglot_sae.workflow_io import rule_log
 
 with rule_log(snakemake) as log:

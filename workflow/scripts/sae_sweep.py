@@ -1,7 +1,7 @@
 import polars as pl
 
 from polyglot_sae.atomic_io import read_metadata, write_parquet
-from polyglot_sae.sweeps import sae_table
+from polyglot_sae.score.sweeps import sae_table
 from polyglot_sae.workflow_io import rule_log
 
 with rule_log(snakemake) as log:

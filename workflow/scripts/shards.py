@@ -1,7 +1,7 @@
 import polars as pl
 
 from polyglot_sae.atomic_io import write_json
-from polyglot_sae.corpus import shard_manifest
+from polyglot_sae.corpus.pairs import shard_manifest
 from polyglot_sae.workflow_io import rule_log
 
 with rule_log(snakemake) as log:

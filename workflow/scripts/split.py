@@ -1,6 +1,6 @@
 import polars as pl
 
-from polyglot_sae.corpus import SplitConfig, split_ids
+from polyglot_sae.corpus.pairs import SplitConfig, split_ids
 from polyglot_sae.atomic_io import write_parquet
 from polyglot_sae.workflow_io import from_mapping, rule_log
 

@@ -1,4 +1,4 @@
-from polyglot_sae.summary import write_summary
+from polyglot_sae.report.summary import write_summary
 from polyglot_sae.workflow_io import rule_log
 
 with rule_log(snakemake):

@@ -1,6 +1,6 @@
 import polars as pl
 
-from polyglot_sae.examples import markdown_table, top_examples
+from polyglot_sae.report.examples import markdown_table, top_examples
 from polyglot_sae.atomic_io import write_parquet, write_text
 from polyglot_sae.workflow_io import rule_log
 

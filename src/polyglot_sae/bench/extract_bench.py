@@ -40,12 +40,12 @@ import torch
 from jaxtyping import Float
 
 from ..atomic_io import write_parquet
-from ..extract import (ExtractConfig, Sentence, length_batches, pad_token_id, padded_tokens,
+from polyglot_sae.activations.extract import (ExtractConfig, Sentence, length_batches, pad_token_id, padded_tokens,
                        sparse_activations, tokenize)
-from ..models import load_model, special_token_ids
-from ..reduce import reduce_max
-from ..saes import load_sae
-from ..scoring import ScoreConfig, score_features
+from polyglot_sae.model.load import load_model, special_token_ids
+from polyglot_sae.activations.reduce import reduce_max
+from polyglot_sae.model.saes import load_sae
+from polyglot_sae.score.bilingual import ScoreConfig, score_features
 from .null_bench import _peak_gib
 
 MODEL = "resources/models/gemma-3-270m"

@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..extract import (ExtractConfig, Sentence, length_batches, padded_tokens, sparse_activations,
+from polyglot_sae.activations.extract import (ExtractConfig, Sentence, length_batches, padded_tokens, sparse_activations,
                        write_sparse_activations)
-from ..lean_forward import lean_forward_for
-from ..models import stop_layer
+from polyglot_sae.model.lean_forward import lean_forward_for
+from polyglot_sae.model.load import stop_layer
 
 H100_BF16_TFLOPS = 989.0
 PAD, EOS, BOS = 0, 1, 2  # Gemma's ids

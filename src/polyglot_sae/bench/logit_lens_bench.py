@@ -29,8 +29,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from .. import logit_lens as ll
-from .. import token_sets as ts
+from polyglot_sae.logit_lens import core as ll
+from polyglot_sae.logit_lens import token_sets as ts
 from .null_bench import _peak_gib, _RssWatch
 
 D_MODEL, D_VOCAB = 640, 262_144  # Gemma-3-270M
@@ -42,7 +42,7 @@ def _rss() -> int:
 
 
 def _real_lens(model_dir: Path):
-    from ..models import load_model
+    from polyglot_sae.model.load import load_model
 
     model = load_model(model_dir)
     lens = ll.unembed_lens(model)
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         lens, _ = _random_lens(args.seed)
         sets = None if args.no_sets else _random_sets(lens.d_vocab, args.seed)
     if args.sae_dir is not None:
-        from ..saes import load_sae
+        from polyglot_sae.model.saes import load_sae
 
         W_dec = load_sae(args.sae_dir).W_dec.detach().float()
     else:

@@ -31,8 +31,8 @@ import polars as pl
 from jaxtyping import Bool
 
 from ..atomic_io import write_parquet
-from ..null import NullConfig
-from ..scoring import ScoreConfig, score_file
+from polyglot_sae.score.null import NullConfig
+from polyglot_sae.score.bilingual import ScoreConfig, score_file
 
 LANGS = ("en", "es")
 

@@ -25,7 +25,7 @@ OPUS_PAIRS = 93_470
 
 _STREAMED = """
 import sys
-from polyglot_sae.reduce import write_max_table
+from polyglot_sae.activations.reduce import write_max_table
 rows, meta = write_max_table(sys.argv[2:], sys.argv[1])
 print(rows)
 """

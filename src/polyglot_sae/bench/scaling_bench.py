@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from ..null import NullConfig
-from ..reduce import write_max_table
-from ..scoring import ScoreConfig, score_file
+from polyglot_sae.score.null import NullConfig
+from polyglot_sae.activations.reduce import write_max_table
+from polyglot_sae.score.bilingual import ScoreConfig, score_file
 from .synthetic_shards import LANGS, ShardShape, write_shards
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from ..atomic_io import write_parquet
-from ..extract import ACTS_SCHEMA
+from polyglot_sae.activations.extract import ACTS_SCHEMA
 
 LANGS = ("en", "es")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..plots import FigureStyle, _figure, _save
+from polyglot_sae.score.plots import FigureStyle, _figure, _save
 from .words import words_by_feature
 
 # Colour per class; the order is the legend's.

@@ -16,7 +16,7 @@ import polars as pl
 
 from ..atomic_io import read_metadata, write_parquet
 from ..errors import InputError
-from ..reduce import n_pairs_of
+from polyglot_sae.activations.reduce import n_pairs_of
 from .classes import ClassConfig, classify
 from .stats import PairedConfig, paired_stats
 

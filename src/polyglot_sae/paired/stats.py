@@ -18,7 +18,7 @@ fires are read, and the silent pairs enter through the sample size alone.
                  len_B): the residual covariance of a and b after their least-squares
                  regressions on (1, len_A, len_B)
     nu_max,      Deng et al.'s monolinguality nu(i, L) = mean_k q_L - mean of the other
-    nu_lang      languages' means (see ``polyglot_sae.monolinguality``), its max and argmax
+    nu_lang      languages' means (see ``polyglot_sae.score.monolinguality``), its max and argmax
     lang_share_L mean_k q_L / sum over L' of mean_k q_L': the share of the activation mass in L
     lex,         the shared-string control (``lexical``): the share of the co-fired product
     rho_nonlex   mass Σab on lexical pairs, and rho with those pairs dropped from the sample

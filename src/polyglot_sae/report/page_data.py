@@ -31,7 +31,7 @@ import polars as pl
 from jaxtyping import Int64
 
 from ..errors import InputError
-from ..examples import display_piece
+from polyglot_sae.report.examples import display_piece
 
 Frame = pl.DataFrame | pl.LazyFrame
 

@@ -44,7 +44,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from ..atomic_io import write_dir
-from ..examples import display_piece
+from polyglot_sae.report.examples import display_piece
 from .page_data import (FeatureData, FeaturePagesConfig, FeaturePagesInput, collect_feature_data,
                         is_paired)
 

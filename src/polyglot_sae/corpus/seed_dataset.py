@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from jaxtyping import Float
 
-from .atomic_io import write_parquet
-from .errors import InputError
-from .reduce import MAXACTS_SCHEMA
+from polyglot_sae.atomic_io import write_parquet
+from polyglot_sae.errors import InputError
+from polyglot_sae.activations.reduce import MAXACTS_SCHEMA
 
 SEED_DATASET = "diegomezp/gemmascope_bilingual_activations"
 # Position of each language on the dataset's lang axis, as the blog's code indexes it.

@@ -24,8 +24,8 @@ import polars as pl
 from jaxtyping import Float64
 from scipy.stats import spearmanr
 
-from .errors import InputError
-from .scoring import check_pairs, load_rows
+from polyglot_sae.errors import InputError
+from polyglot_sae.score.bilingual import check_pairs, load_rows
 
 _TABLE = "max-activation table"
 

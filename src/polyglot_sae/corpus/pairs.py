@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from .errors import InputError
+from polyglot_sae.errors import InputError
 
 PAIRS_SCHEMA = {"pair_id": pl.UInt32, "lang": pl.String, "text": pl.String}
 
@@ -92,7 +92,7 @@ def _load_files(cfg: CorpusConfig) -> dict[str, list[str]]:
 
 
 def _load_sword(cfg: CorpusConfig) -> tuple[dict[str, list[str]], list[str]]:
-    from .sword import clean_osis, find_module, iter_verses
+    from polyglot_sae.corpus.sword import clean_osis, find_module, iter_verses
 
     texts: dict[str, list[str]] = {}
     refs: list[str] | None = None

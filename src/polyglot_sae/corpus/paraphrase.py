@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 import polars as pl
 
-from ..atomic_io import write_parquet
-from ..corpus import PAIRS_SCHEMA, _clean, _read_lines
-from ..errors import InputError
+from polyglot_sae.atomic_io import write_parquet
+from polyglot_sae.corpus.pairs import PAIRS_SCHEMA, _clean, _read_lines
+from polyglot_sae.errors import InputError
 
 _TABLE_SUFFIXES = (".parquet", ".tsv")
 
@@ -61,7 +61,7 @@ class ParaphraseConfig:
 
 
 def _read_sword(cfg: ParaphraseConfig) -> dict[str, str]:
-    from ..sword import clean_osis, find_module, iter_verses
+    from polyglot_sae.corpus.sword import clean_osis, find_module, iter_verses
 
     module = find_module(cfg.sword_dir, cfg.sword_module)
     return {ref: _clean(clean_osis(text)) for ref, text in iter_verses(module)}

@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 from jaxtyping import Bool, Float
 
-from .errors import InputError
-from .logit_lens import CLASSES, PROMOTES, ClassConfig, JoinConfig
-from .plots import DEFAULT_STYLE, FigureStyle, _figure, _require, _save
+from polyglot_sae.errors import InputError
+from polyglot_sae.logit_lens.core import CLASSES, PROMOTES, ClassConfig, JoinConfig
+from polyglot_sae.score.plots import DEFAULT_STYLE, FigureStyle, _figure, _require, _save
 
 _CLASS_COLOURS = {"prediction": "C0", "suppression": "C3", "partition": "C2", "other": "0.6",
                   "flat": "black"}

@@ -20,8 +20,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from .atomic_io import atomic_file
-from .errors import InputError
+from polyglot_sae.atomic_io import atomic_file
+from polyglot_sae.errors import InputError
 
 # The blog's thresholds for its first figure: the mean and these quantiles of positive values.
 SHARE_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)

@@ -56,12 +56,12 @@ import numpy as np
 import polars as pl
 from jaxtyping import Float, Float64, Int32, Int64, UInt32
 
-from .errors import InputError
-from .atomic_io import read_metadata, write_parquet
-from .reduce import n_pairs_of
+from polyglot_sae.errors import InputError
+from polyglot_sae.atomic_io import read_metadata, write_parquet
+from polyglot_sae.activations.reduce import n_pairs_of
 
 if TYPE_CHECKING:
-    from .null import NullConfig
+    from polyglot_sae.score.null import NullConfig
 
 Method = Literal["seed", "exact"]
 
@@ -207,7 +207,7 @@ def score_file(
     ``n_pairs`` comes from the table's provenance (see ``reduce.n_pairs_of``),
     ``d_sae`` from the argument or else the provenance. With ``null`` (and
     ``null.permutations > 0``) the scores get the permutation null's ``p_value`` and
-    ``q_value`` (see ``polyglot_sae.null``) and the provenance its settings.
+    ``q_value`` (see ``polyglot_sae.score.null``) and the provenance its settings.
     """
     meta = read_metadata(maxacts_path)
     d_sae = d_sae if d_sae is not None else meta.get("d_sae")
@@ -221,7 +221,7 @@ def score_file(
     with_null = null is not None and null.permutations > 0
     try:
         if with_null:
-            from .null import score_with_null  # null imports this module
+            from polyglot_sae.score.null import score_with_null  # null imports this module
 
             scores = score_with_null(table, n_pairs=n_pairs, d_sae=int(d_sae), langs=langs,
                                      score_config=config, null_config=null)

@@ -27,9 +27,9 @@ import torch
 from jaxtyping import Bool, Float, Int
 from tqdm.auto import tqdm
 
-from .atomic_io import write_parquet_parts
-from .lean_forward import LeanForward, lean_forward_for
-from .models import special_token_ids, stop_layer
+from polyglot_sae.atomic_io import write_parquet_parts
+from polyglot_sae.model.lean_forward import LeanForward, lean_forward_for
+from polyglot_sae.model.load import special_token_ids, stop_layer
 
 ACTS_SCHEMA = {"pair_id": pl.UInt32, "lang": pl.String, "token_pos": pl.UInt16,
                "feature_id": pl.UInt32, "value": pl.Float32}
@@ -437,7 +437,7 @@ def save_dense_activations(model, hook: str, pairs: pl.DataFrame, cfg: ExtractCo
     """Cache training activations (float32, safetensors) with each token's language index."""
     from safetensors.torch import save_file
 
-    from .atomic_io import atomic_file
+    from polyglot_sae.atomic_io import atomic_file
 
     acts, langs = dense_activations(model, hook, pairs, cfg)
     codes = sorted(set(langs))
@@ -452,9 +452,9 @@ def extract_shard(*, model_dir: str, sae_dir: str, hook: str, sae_id: str, langs
                   pairs: pl.DataFrame, cfg: ExtractConfig, acts_path: str, tokens_path: str,
                   desc: str = "extract") -> int:
     """One extraction job: sparse activations and the token table of one shard, with provenance."""
-    from .models import check_hook, load_model, load_spec
-    from .atomic_io import write_parquet
-    from .saes import check_sae_fits, load_sae
+    from polyglot_sae.model.load import check_hook, load_model, load_spec
+    from polyglot_sae.atomic_io import write_parquet
+    from polyglot_sae.model.saes import check_sae_fits, load_sae
 
     device = resolve_device(cfg.device)
     dtype = getattr(torch, cfg.dtype)

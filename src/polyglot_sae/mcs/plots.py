@@ -16,9 +16,9 @@ import numpy as np
 import polars as pl
 from jaxtyping import Bool, Float
 
-from .errors import InputError
-from .mcs import analytic_mcs_cdf, analytic_mcs_pdf, analytic_mcs_quantiles, mcs_split
-from .plots import DEFAULT_STYLE, FigureStyle, _figure, _require, _save
+from polyglot_sae.errors import InputError
+from polyglot_sae.mcs.core import analytic_mcs_cdf, analytic_mcs_pdf, analytic_mcs_quantiles, mcs_split
+from polyglot_sae.score.plots import DEFAULT_STYLE, FigureStyle, _figure, _require, _save
 
 # Points of the analytic curves: smooth at figure resolution.
 _CURVE_POINTS = 600

@@ -9,8 +9,8 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
-from .extract import ExtractConfig, hook_batches, tokenize
-from .models import special_token_ids
+from polyglot_sae.activations.extract import ExtractConfig, hook_batches, tokenize
+from polyglot_sae.model.load import special_token_ids
 
 
 class _Totals:

@@ -12,13 +12,13 @@ from typing import Any
 
 import polars as pl
 
-from .atomic_io import read_metadata, write_parquet
-from .errors import InputError
-from .report.page_data import LogitLens
-from .logit_lens import (EnrichmentConfig, JoinConfig, analyse, join_bilingual, logit_weights,
+from polyglot_sae.atomic_io import read_metadata, write_parquet
+from polyglot_sae.errors import InputError
+from polyglot_sae.report.page_data import LogitLens
+from polyglot_sae.logit_lens.core import (EnrichmentConfig, JoinConfig, analyse, join_bilingual, logit_weights,
                          unembed_lens, write_result)
-from .plots_logit_lens import plot_language_promotion, plot_logit_histogram, plot_skew_kurtosis
-from .token_sets import (LanguageSetConfig, load_user_sets, regex_sets, language_sets,
+from polyglot_sae.logit_lens.plots import plot_language_promotion, plot_logit_histogram, plot_skew_kurtosis
+from polyglot_sae.logit_lens.token_sets import (LanguageSetConfig, load_user_sets, regex_sets, language_sets,
                          vocabulary)
 
 
@@ -47,8 +47,8 @@ def logit_lens_stage(model_dir: str | Path, sae_dir: str | Path, token_shards: S
     """Writes ``out["stats"]``, ``out["enrichment"]`` (Parquet), ``out["classes"]`` (skewness
     vs kurtosis by class) and ``out["histogram"]`` (one feature's logit weights split by a
     set); returns the provenance."""
-    from .models import load_model
-    from .saes import load_sae
+    from polyglot_sae.model.load import load_model
+    from polyglot_sae.model.saes import load_sae
 
     model = load_model(model_dir)
     lens = unembed_lens(model)

@@ -97,7 +97,7 @@ def train_from_cache(acts_path: str, cfg: TrainConfig, *, hook: str, model_name:
     with the run's statistics in training.json beside it."""
     from safetensors.torch import load_file
 
-    from .atomic_io import write_dir
+    from polyglot_sae.atomic_io import write_dir
 
     acts = load_file(acts_path)["acts"]
     trained, info = train_jumprelu(acts, cfg, hook=hook, model_name=model_name)

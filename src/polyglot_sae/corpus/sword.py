@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pysword.canons import canons
 
-from .errors import InputError
+from polyglot_sae.errors import InputError
 
 
 @dataclass(frozen=True)

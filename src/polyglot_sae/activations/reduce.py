@@ -17,8 +17,8 @@ from pathlib import Path
 
 import polars as pl
 
-from .atomic_io import read_metadata, write_parquet_parts
-from .errors import InputError
+from polyglot_sae.atomic_io import read_metadata, write_parquet_parts
+from polyglot_sae.errors import InputError
 
 MAXACTS_SCHEMA = {"pair_id": pl.UInt32, "lang": pl.String, "feature_id": pl.UInt32,
                   "value": pl.Float32}

@@ -9,9 +9,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .atomic_io import write_dir
-from .errors import InputError
-from .models import stop_layer
+from polyglot_sae.atomic_io import write_dir
+from polyglot_sae.errors import InputError
+from polyglot_sae.model.load import stop_layer
 
 
 @dataclass(frozen=True)

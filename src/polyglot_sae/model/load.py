@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import torch
 
-from .atomic_io import write_dir
-from .errors import InputError
+from polyglot_sae.atomic_io import write_dir
+from polyglot_sae.errors import InputError
 
 SPEC_FILE = "polyglot_model.json"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import polars as pl
 
-from .atomic_io import read_metadata, write_text
-from .paired import report as paired_report
+from polyglot_sae.atomic_io import read_metadata, write_text
+from polyglot_sae.paired import report as paired_report
 
 
 def _quality_lines(quality: dict[str, Any], maxacts_path: str, d_sae: int) -> list[str]:

@@ -17,8 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic_io import atomic_file
-from .errors import InputError
+from polyglot_sae.atomic_io import atomic_file
+from polyglot_sae.errors import InputError
 
 # Names the binary has on Debian/Ubuntu (chromium, chromium-browser) and with Google's package.
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .atomic_io import read_metadata, write_json, write_parquet
-from .report.page_data import McsMatch
-from .mcs import McsConfig, bilingual_vs_mcs, random_baseline_mcs
-from .plots_mcs import plot_mcs_histogram, plot_mcs_ladder, plot_mcs_scatter
+from polyglot_sae.atomic_io import read_metadata, write_json, write_parquet
+from polyglot_sae.report.page_data import McsMatch
+from polyglot_sae.mcs.core import McsConfig, bilingual_vs_mcs, random_baseline_mcs
+from polyglot_sae.mcs.plots import plot_mcs_histogram, plot_mcs_ladder, plot_mcs_scatter
 
 
 def write_ladder(result: dict[str, Any], out: Mapping[str, str], *, scored: str,

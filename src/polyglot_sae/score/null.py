@@ -57,7 +57,7 @@ import numpy as np
 import polars as pl
 from jaxtyping import Float64, Int32, Int64
 
-from .scoring import (Rows, ScoreConfig, check_pairs, check_request, feature_chunks, load_rows,
+from polyglot_sae.score.bilingual import (Rows, ScoreConfig, check_pairs, check_request, feature_chunks, load_rows,
                       log_partitions, logit_rescale, pair_divergence, row_logits, score_rows)
 
 # A permuted D within this fraction of the feature's divergence terms (the sum of its lone-pair

@@ -100,10 +100,10 @@ import torch
 from jaxtyping import Bool, Float
 from scipy.special import ndtr
 
-from .atomic_io import write_parquet
-from .errors import InputError
-from .null import bh_qvalues
-from .token_sets import TokenSets
+from polyglot_sae.atomic_io import write_parquet
+from polyglot_sae.errors import InputError
+from polyglot_sae.score.null import bh_qvalues
+from polyglot_sae.logit_lens.token_sets import TokenSets
 
 PROCESSING_NO = "no_processing; ln_final weight folded by polyglot-sae"
 PROCESSING_FOLDED = "TransformerLens fold_ln; ln_final weight already in W_U"

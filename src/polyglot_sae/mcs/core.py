@@ -35,8 +35,8 @@ import polars as pl
 from jaxtyping import Bool, Float, Float32, Int64
 from scipy import stats
 
-from .atomic_io import write_parquet
-from .errors import InputError
+from polyglot_sae.atomic_io import write_parquet
+from polyglot_sae.errors import InputError
 
 if TYPE_CHECKING:
     import torch
@@ -129,7 +129,7 @@ def max_cosine_similarity(
     """
     import torch
 
-    from .extract import resolve_device
+    from polyglot_sae.activations.extract import resolve_device
 
     a_t, b_t = _as_matrix(a, "a"), _as_matrix(b, "b")
     (m, d), (n, d_b) = a_t.shape, b_t.shape
@@ -478,7 +478,7 @@ def bilingual_vs_mcs(
 
 def decoder_directions(sae_dir: str | Path) -> Float32[np.ndarray, "d_sae d_in"]:
     """W_dec of an sae-lens SAE folder as float32, one row per feature."""
-    from . import saes
+    from polyglot_sae.model import saes
 
     sae = saes.load_sae(sae_dir)
     w = sae.W_dec.detach().to(device="cpu").float().numpy()
@@ -496,7 +496,7 @@ def mcs_between_saes(
     """MCS of every feature of one SAE against another's decoder, written atomically as
     Parquet ``feature_id:u32, mcs:f32, match_id:u32`` (match_id: the reference feature of
     highest cosine), sorted by feature_id, with provenance in the file metadata."""
-    from .extract import resolve_device
+    from polyglot_sae.activations.extract import resolve_device
 
     device = resolve_device(config.device)
     w = decoder_directions(sae_dir)

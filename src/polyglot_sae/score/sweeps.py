@@ -16,9 +16,9 @@ import polars as pl
 from jaxtyping import UInt32
 from scipy.stats import kendalltau
 
-from .null import NullConfig, score_with_null
-from .scoring import ScoreConfig, score_features
-from .subsample import SubsampleConfig, jaccard, renumber, size_ablation, top_set
+from polyglot_sae.score.null import NullConfig, score_with_null
+from polyglot_sae.score.bilingual import ScoreConfig, score_features
+from polyglot_sae.subsample import SubsampleConfig, jaccard, renumber, size_ablation, top_set
 
 
 _COLUMNS = ("pair_id", "lang", "feature_id", "value")
@@ -63,7 +63,7 @@ def sae_table(entries: Sequence[dict], scores: Sequence[pl.DataFrame], *,
               q_threshold: float = 0.05) -> pl.DataFrame:
     """One row per (SAE, method): hook, layer, width, alive and significant bilingual features,
     so a hook-point / width sweep reads as one table. `entries` carry sae, hook, d_sae, method."""
-    from .models import stop_layer
+    from polyglot_sae.model.load import stop_layer
 
     rows = []
     for entry, table in zip(entries, scores):

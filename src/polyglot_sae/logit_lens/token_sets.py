@@ -41,7 +41,7 @@ import numpy as np
 import polars as pl
 from jaxtyping import Bool
 
-from .errors import InputError
+from polyglot_sae.errors import InputError
 
 SP_SPACE = "\u2581"  # SentencePiece's leading-space marker (Gemma, Llama)
 BYTE_LEVEL_SPACE = "\u0120"  # GPT-2 byte-level BPE's space (the byte 0x20 mapped to a printable char)

@@ -1,0 +1,1 @@
+"""Activations: extraction to sparse per-token tables, the per-pair max table, SAE quality."""

@@ -1,0 +1,1 @@
+"""Corpora: parallel pairs from SWORD Bibles, files or OPUS; splits, shards; the paraphrase of one language; the seed's published activations."""

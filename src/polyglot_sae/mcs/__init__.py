@@ -1,0 +1,1 @@
+"""Max cosine similarity between SAE dictionaries, with a random baseline, and its figures."""
