@@ -19,7 +19,7 @@ from polyglot_sae.report.browser import BrowserConfig, dump_dom, file_url, find_
 from polyglot_sae.errors import InputError
 from polyglot_sae.report import pages as render
 from polyglot_sae.report.page_data import (FeaturePagesConfig, FeaturePagesInput, LogitLens,
-                                           McsMatch, collect_feature_data, logit_lens_from_stats,
+                                           McsMatch, collect_feature_data, logit_lens_entries,
                                            neuronpedia_template, select_features)
 from polyglot_sae.report.pages import build_feature_pages
 
@@ -309,16 +309,20 @@ def test_bad_inputs_name_the_field(inputs, tmp_path):
         collect_feature_data(replace(inputs, acts=inputs.acts.drop("value")), CONFIG)
 
 
-def test_logit_lens_from_stats():
+def test_logit_lens_entries(tmp_path):
     stats = pl.DataFrame({
         "feature_id": pl.Series([3, 4], dtype=pl.UInt32),
         "class": pl.Series(["prediction", "flat"], dtype=pl.Enum(["flat", "prediction"])),
-        "top_ids": [[2, 0, 1], [0, 1, 2]], "top_values": [[3.0, 2.0, 1.0], [0.0, 0.0, 0.0]],
-        "bottom_ids": [[1, 0, 2], [0, 1, 2]], "bottom_values": [[-3.0, -2.0, -1.0], [0.0, 0.0, 0.0]],
+        "top_tokens": [["ñ", "▁a", EVIL], ["▁a", EVIL, "ñ"]],
+        "top_values": [[3.0, 2.0, 1.0], [0.0, 0.0, 0.0]],
+        "bottom_tokens": [[EVIL, "▁a", "ñ"], ["▁a", EVIL, "ñ"]],
+        "bottom_values": [[-3.0, -2.0, -1.0], [0.0, 0.0, 0.0]],
     })
-    lens = logit_lens_from_stats(stats, ["▁a", EVIL, "ñ"], [3], k=2)
-    assert lens == {3: LogitLens(top=[("ñ", 3.0), ("▁a", 2.0)], bottom=[(EVIL, -3.0), ("▁a", -2.0)],
-                                 token_class="prediction")}
+    stats.write_parquet(tmp_path / "stats.parquet")
+    lens = logit_lens_entries(tmp_path / "stats.parquet", k=2)
+    assert lens[3] == LogitLens(top=[("ñ", 3.0), ("▁a", 2.0)], bottom=[(EVIL, -3.0), ("▁a", -2.0)],
+                                token_class="prediction")
+    assert lens[4].token_class == "flat" and len(lens[4].top) == 2
 
 
 def test_failed_build_keeps_the_old_folder(inputs, tmp_path, monkeypatch):

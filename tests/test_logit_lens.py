@@ -12,10 +12,11 @@ import pytest
 import scipy.stats as st
 import torch
 
+from polyglot_sae.stats import bh_qvalues
 from polyglot_sae.logit_lens import core as ll
+from polyglot_sae.logit_lens import enrichment, join
 from polyglot_sae.logit_lens import token_sets as ts
 from polyglot_sae.errors import InputError
-from polyglot_sae.score.null import bh_qvalues
 
 from conftest import make_jumprelu
 
@@ -196,10 +197,10 @@ def test_mann_whitney_matches_scipy(continuity):
     masks[:40, 0] = 1
     masks[rng.choice(n, 7, replace=False), 1] = 1
     masks[rng.random(n) < 0.5, 2] = 1
-    sums, ties = ll.rank_sums(torch.from_numpy(values), torch.from_numpy(masks))
+    sums, ties = enrichment.rank_sums(torch.from_numpy(values), torch.from_numpy(masks))
     n1 = masks.sum(0)
     u1 = sums - n1 * (n1 + 1) / 2
-    pg, pl_ = ll.mann_whitney_p(u1, n1[None], (n - n1)[None], ties[:, None], continuity=continuity)
+    pg, pl_ = enrichment.mann_whitney_p(u1, n1[None], (n - n1)[None], ties[:, None], continuity=continuity)
     for row in range(c):
         for s in range(3):
             x, y = values[row, masks[:, s] == 1], values[row, masks[:, s] == 0]
@@ -238,7 +239,7 @@ def test_enrichment_table_matches_scipy_and_bh(tiny_model):
         np.testing.assert_allclose(part["q_greater"].to_numpy(), bh_qvalues(part["p_greater"].to_numpy()))
         np.testing.assert_allclose(part["q_less"].to_numpy(), bh_qvalues(part["p_less"].to_numpy()))
     every = ll.analyse(lens, W_dec, token_sets=sets,
-                       enrichment_config=ll.EnrichmentConfig(bh_family="all")).enrichment
+                       enrichment_config=enrichment.EnrichmentConfig(bh_family="all")).enrichment
     np.testing.assert_allclose(every["q_greater"].to_numpy(),
                                bh_qvalues(every["p_greater"].to_numpy()))
 
@@ -279,11 +280,11 @@ def test_direction_null(tiny_model):
     vocab = ts.vocabulary(tiny_model.tokenizer, lens.d_vocab)
     sets = ts.regex_sets(vocab)
     W_dec = make_jumprelu(tiny_model.cfg.d_model, 30, seed=5).W_dec.detach()
-    config = ll.EnrichmentConfig(null_directions=64, seed=3)
+    config = enrichment.EnrichmentConfig(null_directions=64, seed=3)
     enr = ll.analyse(lens, W_dec, token_sets=sets, enrichment_config=config).enrichment
-    directions = ll.null_directions(lens.d_model, 64, 3)
+    directions = enrichment.null_directions(lens.d_model, 64, 3)
     null = ll.analyse(lens, directions, token_sets=sets,
-                      enrichment_config=ll.EnrichmentConfig(null_directions=0)).enrichment
+                      enrichment_config=enrichment.EnrichmentConfig(null_directions=0)).enrichment
     assert "z_dir" not in null.columns
     for name in ("capitalised", "non_ascii"):
         auc = null.filter(pl.col("set_name") == name)["auc"].to_numpy()
@@ -407,6 +408,8 @@ def test_user_sets_report_unknown_tokens(tmp_path):
 
 # --- join with the bilingual scores ----------------------------------------------------------
 
+LANGS = ["es", "en"]
+
 def _join_inputs():
     scores = pl.DataFrame({"feature_id": pl.Series(range(6), dtype=pl.UInt32),
                            "q_value": [0.01, 0.02, 0.5, None, 0.9, 0.001],
@@ -426,25 +429,39 @@ def _join_inputs():
 
 def test_join_bilingual():
     scores, enrichment = _join_inputs()
-    per_feature, crosstab = ll.join_bilingual(scores, enrichment)
+    per_feature, crosstab = join.join_bilingual(scores, enrichment, LANGS)
     assert per_feature["group"].to_list() == ["bilingual", "bilingual", "other", "dead", "other",
                                               "bilingual"]
-    assert per_feature["promotes"].cast(pl.String).to_list() == ["both", "es", "en", "both",
+    assert per_feature["promotes"].cast(pl.String).to_list() == ["several", "es", "en", "several",
                                                                  "neither", "neither"]
     cell = {(g, str(p)): (n, s) for g, p, n, s in crosstab.iter_rows()}
     assert len(cell) == 8
-    assert cell[("bilingual", "both")] == (1, pytest.approx(1 / 3))
+    assert cell[("bilingual", "several")] == (1, pytest.approx(1 / 3))
     assert cell[("bilingual", "neither")][0] == 1 and cell[("other", "en")][0] == 1
-    assert cell[("other", "both")] == (0, 0.0)
-    top2, _ = ll.join_bilingual(scores, enrichment, ll.JoinConfig(bilingual_top_k=2))
+    assert cell[("other", "several")] == (0, 0.0)
+    top2, _ = join.join_bilingual(scores, enrichment, LANGS, join.JoinConfig(bilingual_top_k=2))
     assert top2["group"].to_list()[:3] == ["bilingual", "bilingual", "other"]
     assert top2["group"][5] == "other"
-    token, _ = ll.join_bilingual(scores, enrichment, ll.JoinConfig(null="token"))
-    assert token["promotes"].cast(pl.String).to_list() == ["both", "es", "both", "both", "es", "es"]
+    token, _ = join.join_bilingual(scores, enrichment, LANGS, join.JoinConfig(null="token"))
+    assert token["promotes"].cast(pl.String).to_list() == ["several", "es", "several", "several",
+                                                           "es", "es"]
     with pytest.raises(InputError, match="lang_es"):
-        ll.join_bilingual(scores, enrichment.filter(pl.col("set_name") == "lang_en"))
+        join.join_bilingual(scores, enrichment.filter(pl.col("set_name") == "lang_en"), LANGS)
     with pytest.raises(InputError, match="q_dir_greater"):
-        ll.join_bilingual(scores, enrichment.drop("q_dir_greater"))
+        join.join_bilingual(scores, enrichment.drop("q_dir_greater"), LANGS)
+
+
+def test_join_takes_any_languages():
+    """Three languages: promotes names the one language, or several, or neither."""
+    scores, enrichment = _join_inputs()
+    fr = enrichment.filter(pl.col("set_name") == "lang_en").with_columns(
+        set_name=pl.lit("lang_fr"), q_dir_greater=pl.Series([0.5, 0.5, 0.5, 0.5, 0.001, 0.5]))
+    per_feature, crosstab = join.join_bilingual(scores, pl.concat([enrichment, fr]),
+                                                ["es", "en", "fr"])
+    assert per_feature["promotes"].cast(pl.String).to_list() == ["several", "es", "en",
+                                                                 "several", "neither", "neither"]
+    assert {"promotes_fr", "auc_fr", "q_fr"} <= set(per_feature.columns)
+    assert crosstab.height == 2 * 5  # es, en, fr, several, neither per group
 
 
 # --- figures and files -----------------------------------------------------------------------
@@ -469,8 +486,8 @@ def test_figures_and_tables_are_written(tiny_model, tmp_path):
     path = plot_logit_histogram(weights, sets.mask("capitalised"), tmp_path / "b.png", feature_id=3,
                                 set_name="capitalised", universe=vocab.universe, auc=0.61, q_value=0.2)
     assert path.stat().st_size > 10_000
-    _, crosstab = ll.join_bilingual(*_join_inputs())
-    assert plot_language_promotion(crosstab, tmp_path / "c.png").stat().st_size > 10_000
+    _, crosstab = join.join_bilingual(*_join_inputs(), LANGS)
+    assert plot_language_promotion(crosstab, tmp_path / "c.png", LANGS).stat().st_size > 10_000
     with pytest.raises(InputError, match="set"):
         plot_logit_histogram(weights, np.zeros_like(weights, dtype=bool), tmp_path / "d.png",
                              feature_id=3, set_name="none")

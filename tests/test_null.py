@@ -12,8 +12,9 @@ import polars as pl
 import pytest
 from scipy.stats import false_discovery_control, kstest, kstwo
 
+from polyglot_sae.stats import bh_qvalues
 from polyglot_sae.atomic_io import write_parquet
-from polyglot_sae.score.null import (NullConfig, _pair_term, bh_qvalues, permutation_pvalues,
+from polyglot_sae.score.null import (NullConfig, _pair_term, permutation_pvalues,
                                permutation_stream, score_with_null)
 from polyglot_sae.score.bilingual import ScoreConfig, pair_divergence, score_features
 

@@ -7,12 +7,14 @@ import polars as pl
 import pytest
 from matplotlib.image import imread
 
+from polyglot_sae import figures, subsample
+from polyglot_sae.activations import plots as activation_plots
 from polyglot_sae.score import plots
 from polyglot_sae.errors import InputError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Small figures keep the suite fast; the layout code is the same at any size.
-STYLE = plots.FigureStyle(width=8, height=4.5, dpi=60)
+STYLE = figures.FigureStyle(width=8, height=4.5, dpi=60)
 
 
 def _maxacts(n_pairs=40, d_sae=60, seed=0):
@@ -51,10 +53,10 @@ def _check_png(path):
 
 
 def test_activation_share(tmp_path):
-    out = plots.plot_activation_share(_maxacts(), 40, ["es", "en"], tmp_path / "share.png",
+    out = activation_plots.plot_activation_share(_maxacts(), 40, ["es", "en"], tmp_path / "share.png",
                                       d_sae=60, note="layer 20", style=STYLE)
     _check_png(out)
-    _check_png(plots.plot_activation_share(_maxacts(), 40, ["es", "en"], tmp_path / "s2.png",
+    _check_png(activation_plots.plot_activation_share(_maxacts(), 40, ["es", "en"], tmp_path / "s2.png",
                                            style=STYLE))
 
 
@@ -85,19 +87,19 @@ def test_dataset_size(tmp_path):
                              "n_found_hi": sig * 1.3, "topk_overlap": overlap,
                              "topk_overlap_lo": overlap * 0.8,
                              "topk_overlap_hi": np.minimum(overlap * 1.2, 1)})
-    _check_png(plots.plot_dataset_size(ablation, tmp_path / "size.png", top_k=20, style=STYLE))
+    _check_png(subsample.plot_dataset_size(ablation, tmp_path / "size.png", top_k=20, style=STYLE))
 
 
 def test_missing_columns_are_clear(tmp_path):
     cases = [
-        (lambda: plots.plot_activation_share(_maxacts().drop("value"), 40, ["es", "en"],
+        (lambda: activation_plots.plot_activation_share(_maxacts().drop("value"), 40, ["es", "en"],
                                              tmp_path / "a.png"), "value"),
         (lambda: plots.plot_bi_curve(_scores().drop("dead"), tmp_path / "b.png", "seed"), "dead"),
         (lambda: plots.plot_pvalue_histogram(_scores().drop("q_value"), tmp_path / "c.png"),
          "q_value"),
         (lambda: plots.plot_beta_sweep(pl.DataFrame({"beta_rank": [1]}), tmp_path / "d.png"),
          "kendall_tau"),
-        (lambda: plots.plot_dataset_size(pl.DataFrame({"n_pairs": [1]}), tmp_path / "e.png"),
+        (lambda: subsample.plot_dataset_size(pl.DataFrame({"n_pairs": [1]}), tmp_path / "e.png"),
          "topk_overlap_hi"),
     ]
     for call, column in cases:
@@ -109,4 +111,4 @@ def test_missing_columns_are_clear(tmp_path):
 
 def test_absent_language_is_clear(tmp_path):
     with pytest.raises(InputError, match="'fr'"):
-        plots.plot_activation_share(_maxacts(), 40, ["es", "fr"], tmp_path / "a.png")
+        activation_plots.plot_activation_share(_maxacts(), 40, ["es", "fr"], tmp_path / "a.png")

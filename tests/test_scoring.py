@@ -463,7 +463,7 @@ def test_invalid_config_raises():
 def test_score_file_reads_provenance_and_writes_scores(tmp_path):
     from polyglot_sae.errors import InputError
     from polyglot_sae.atomic_io import read_metadata, write_parquet
-    from polyglot_sae.score.bilingual import score_file
+    from polyglot_sae.score.files import score_file
 
     dense = random_dense(np.random.default_rng(7), 2, n_pairs=15, d_sae=6)
     table = to_table(dense, ["en", "es"])

@@ -37,7 +37,8 @@ def _score(args: argparse.Namespace) -> None:
     if args.method == "paired":
         return _score_paired(args)
     from polyglot_sae.score.null import NullConfig
-    from polyglot_sae.score.bilingual import ScoreConfig, score_file
+    from polyglot_sae.score.bilingual import ScoreConfig
+    from polyglot_sae.score.files import score_file
 
     if args.permutations < 0:
         raise SystemExit(f"error: --permutations must be >= 0, got {args.permutations}")

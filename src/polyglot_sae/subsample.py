@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 from jaxtyping import UInt32
 
 from polyglot_sae.corpus.pairs import seeded_order
+from polyglot_sae.errors import InputError
+from polyglot_sae.figures import (DEFAULT_STYLE, FigureStyle, new_figure, require_columns,
+                                  save_figure, ticks_at)
 
 
 @dataclass(frozen=True)
@@ -88,3 +92,49 @@ def size_ablation(score: Callable[[np.ndarray], pl.DataFrame],
         "n_pairs": pl.Int64, "n_found": pl.Int64, "n_found_lo": pl.Float64,
         "n_found_hi": pl.Float64, "topk_overlap": pl.Float64,
         "topk_overlap_lo": pl.Float64, "topk_overlap_hi": pl.Float64})
+
+
+def plot_dataset_size(
+    ablation: pl.DataFrame,
+    out: str | Path,
+    *,
+    found: str = "features bilingual at q < 0.05",
+    top_k: int | None = None,
+    note: str = "",
+    style: FigureStyle = DEFAULT_STYLE,
+) -> Path:
+    """Dataset-size ablation, two panels vs n_pairs (log x) with the subsampling interval as a
+    band: the features the method finds (``found`` says what they are), and the top-k overlap
+    with the full data."""
+    columns = ("n_pairs", "n_found", "n_found_lo", "n_found_hi",
+               "topk_overlap", "topk_overlap_lo", "topk_overlap_hi")
+    require_columns(ablation, columns, "dataset-size ablation")
+    ablation = ablation.sort("n_pairs")
+    x = ablation["n_pairs"].cast(pl.Float64).to_numpy()
+    if (x <= 0).any():
+        raise InputError("dataset-size ablation", "n_pairs", "values must be > 0 for a log axis",
+                         "drop the empty subsets")
+    k = f"top-{top_k}" if top_k else "top-k"
+    fig, axes = new_figure(style, ncols=2)
+    panels = (("n_found", found),
+              ("topk_overlap", f"Jaccard overlap of the {k} with the full data's"))
+    for ax, (column, label) in zip(axes, panels):
+        mid, lo, hi = (ablation[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
+                       for c in (column, f"{column}_lo", f"{column}_hi"))
+        ax.fill_between(x, lo, hi, color="C0", alpha=0.25, label="interval over subsets")
+        ax.plot(x, mid, "o-", color="C0", label="estimate on the subset")
+        ax.set_xscale("log")
+        ticks_at(ax, x)
+        ax.set_xlabel("pairs scored (log scale)")
+        ax.set_ylabel(label)
+        ax.set_title(label[0].upper() + label[1:])
+        ax.legend(fontsize="small")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].set_ylim(-0.05, 1.05)
+    fig.suptitle("How the bilingual features depend on the number of sentence pairs")
+    caption = (
+        "Each point scores the first n pairs of a seeded order; bands span the same measure "
+        "over m random sets of n distinct pairs (min to max: a new set of n pairs falls inside "
+        "with probability (m - 1)/(m + 1)). Overlap is with the ranking on all pairs."
+    )
+    return save_figure(fig, out, caption, note, style)

@@ -47,5 +47,7 @@ rule logit_lens_bilingual:
         "benchmarks/{run}/logit_lens/{sae}.{method}.tsv"
     conda:
         ENV
+    params:
+        langs=config["corpus"]["langs"],
     script:
         "../scripts/logit_lens_bilingual.py"

@@ -1,7 +1,7 @@
 import polars as pl
 
 from polyglot_sae.atomic_io import read_metadata
-from polyglot_sae.score.plots import plot_activation_share
+from polyglot_sae.activations.plots import plot_activation_share
 from polyglot_sae.activations.reduce import n_pairs_of
 from polyglot_sae.workflow_io import rule_log
 

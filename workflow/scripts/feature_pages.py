@@ -1,6 +1,5 @@
-from polyglot_sae.mcs.dictionaries import mcs_matches
-from polyglot_sae.logit_lens.stage import page_entries
-from polyglot_sae.report.page_data import FeaturePagesConfig, FeaturePagesInput
+from polyglot_sae.report.page_data import (FeaturePagesConfig, FeaturePagesInput, logit_lens_entries,
+                                          mcs_entries)
 from polyglot_sae.report.pages import build_feature_pages
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
@@ -8,9 +7,9 @@ with rule_log(snakemake) as log:
     p = snakemake.params.cfg
     extras = {}
     if "mcs" in snakemake.input.keys():
-        extras["mcs"] = mcs_matches(snakemake.input.mcs)
+        extras["mcs"] = mcs_entries(snakemake.input.mcs)
     if "logit_lens" in snakemake.input.keys():
-        extras["logit_lens"] = page_entries(snakemake.input.logit_lens)
+        extras["logit_lens"] = logit_lens_entries(snakemake.input.logit_lens)
     inputs = FeaturePagesInput.from_files(
         snakemake.input.scores, snakemake.input.acts, snakemake.input.tokens, p["langs"],
         refs=snakemake.input.refs, name=snakemake.wildcards.sae, **extras)

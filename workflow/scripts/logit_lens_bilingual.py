@@ -4,5 +4,5 @@ from polyglot_sae.workflow_io import rule_log
 with rule_log(snakemake) as log:
     w = snakemake.wildcards
     crosstab = lens_join_stage(snakemake.input.scores, snakemake.input.enrichment, snakemake.output,
-                               note=f"SAE {w.sae}, method {w.method}")
+                               snakemake.params.langs, note=f"SAE {w.sae}, method {w.method}")
     log.info("which languages' tokens the features promote:\n%s", crosstab)

@@ -1,5 +1,6 @@
 from polyglot_sae.mcs.dictionaries import write_ladder
-from polyglot_sae.mcs.core import Dictionary, McsConfig, compare_ladder
+from polyglot_sae.mcs.core import McsConfig
+from polyglot_sae.mcs.ladder import Dictionary, compare_ladder
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
 with rule_log(snakemake) as log:

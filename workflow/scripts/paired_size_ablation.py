@@ -4,8 +4,7 @@ from polyglot_sae.atomic_io import read_metadata, write_parquet
 from polyglot_sae.paired.ablation import paired_size_ablation
 from polyglot_sae.paired.classes import ClassConfig
 from polyglot_sae.paired.stats import PairedConfig
-from polyglot_sae.score.plots import plot_dataset_size
-from polyglot_sae.subsample import SubsampleConfig
+from polyglot_sae.subsample import SubsampleConfig, plot_dataset_size
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
 with rule_log(snakemake) as log:

@@ -1,5 +1,6 @@
 from polyglot_sae.score.null import NullConfig
-from polyglot_sae.score.bilingual import ScoreConfig, score_file
+from polyglot_sae.score.bilingual import ScoreConfig
+from polyglot_sae.score.files import score_file
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
 with rule_log(snakemake) as log:

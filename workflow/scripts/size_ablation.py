@@ -2,9 +2,8 @@ import polars as pl
 
 from polyglot_sae.atomic_io import read_metadata, write_parquet
 from polyglot_sae.score.null import NullConfig
-from polyglot_sae.score.plots import plot_dataset_size
 from polyglot_sae.score.bilingual import ScoreConfig
-from polyglot_sae.subsample import SubsampleConfig
+from polyglot_sae.subsample import SubsampleConfig, plot_dataset_size
 from polyglot_sae.score.sweeps import dataset_size_ablation
 from polyglot_sae.workflow_io import rule_log
 

@@ -28,6 +28,7 @@ from jaxtyping import Bool, Float, Int
 from tqdm.auto import tqdm
 
 from polyglot_sae.atomic_io import write_parquet_parts
+from polyglot_sae.device import resolve_device
 from polyglot_sae.model.lean_forward import LeanForward, lean_forward_for
 from polyglot_sae.model.load import special_token_ids, stop_layer
 
@@ -58,15 +59,6 @@ class ExtractConfig:
     compile: bool = False
     max_tokens: int = 256  # sentences are truncated to this many tokens (BOS included)
     device: str = "auto"  # auto: cuda when available, else cpu
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"warning: device {device} requested but CUDA is absent; using cpu", file=sys.stderr)
-        return "cpu"
-    return device
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from jaxtyping import Bool
 
 from ..atomic_io import write_parquet
 from polyglot_sae.score.null import NullConfig
-from polyglot_sae.score.bilingual import ScoreConfig, score_file
+from polyglot_sae.score.bilingual import ScoreConfig
+from polyglot_sae.score.files import score_file
 
 LANGS = ("en", "es")
 

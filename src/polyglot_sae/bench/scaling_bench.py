@@ -24,7 +24,8 @@ import torch
 
 from polyglot_sae.score.null import NullConfig
 from polyglot_sae.activations.reduce import write_max_table
-from polyglot_sae.score.bilingual import ScoreConfig, score_file
+from polyglot_sae.score.bilingual import ScoreConfig
+from polyglot_sae.score.files import score_file
 from .synthetic_shards import LANGS, ShardShape, write_shards
 
 

@@ -3,6 +3,7 @@ labelled axes, a legend and a caption on every figure, drawn off-screen and writ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,9 @@ import polars as pl
 from jaxtyping import Bool, Float
 
 from polyglot_sae.errors import InputError
-from polyglot_sae.logit_lens.core import CLASSES, PROMOTES, ClassConfig, JoinConfig
-from polyglot_sae.score.plots import DEFAULT_STYLE, FigureStyle, _figure, _require, _save
+from polyglot_sae.logit_lens.core import CLASSES, ClassConfig
+from polyglot_sae.logit_lens.join import NEITHER, SEVERAL, JoinConfig, promotes_labels
+from polyglot_sae.figures import DEFAULT_STYLE, FigureStyle, new_figure, require_columns, save_figure
 
 _CLASS_COLOURS = {"prediction": "C0", "suppression": "C3", "partition": "C2", "other": "0.6",
                   "flat": "black"}
@@ -24,12 +26,12 @@ def plot_skew_kurtosis(stats: pl.DataFrame, out: str | Path, *,
     weights, coloured by class, with the class thresholds drawn in. y is Pearson's kurtosis
     (excess + 3, which is >= 1 for any distribution) on a log scale, so heavy tails spread out
     and near-normal features sit near 3."""
-    _require(stats, ("skewness", "kurtosis", "class"), "logit-lens stats")
+    require_columns(stats, ("skewness", "kurtosis", "class"), "logit-lens stats")
     shown = stats.filter(pl.col("kurtosis").is_not_nan() & pl.col("kurtosis").is_not_null())
     if shown.height == 0:
         raise InputError("logit-lens stats", "kurtosis", "no feature with finite moments",
                          "check that the SAE's decoder rows are not all zero")
-    fig, (ax,) = _figure(style)
+    fig, (ax,) = new_figure(style)
     counts = stats.group_by("class").len()
     count = dict(zip(counts["class"].cast(pl.String).to_list(), counts["len"].to_list()))
     for cls in CLASSES:
@@ -56,7 +58,7 @@ def plot_skew_kurtosis(stats: pl.DataFrame, out: str | Path, *,
         f"(dotted lines), partition = bimodality coefficient > {class_config.bimodality_min:.3g}, "
         "other = the rest; features with constant weights (flat) are not drawn."
     )
-    return _save(fig, out, caption, note, style)
+    return save_figure(fig, out, caption, note, style)
 
 
 def plot_logit_histogram(values: Float[np.ndarray, " d_vocab"], in_set: Bool[np.ndarray, " d_vocab"],
@@ -79,7 +81,7 @@ def plot_logit_histogram(values: Float[np.ndarray, " d_vocab"], in_set: Bool[np.
         raise InputError("plot_logit_histogram", "in_set", f"{inside.size} set tokens and "
                          f"{rest.size} others", "pass a set that is neither empty nor everything")
     edges = np.histogram_bin_edges(np.concatenate([inside, rest]), bins=bins)
-    fig, (ax,) = _figure(style)
+    fig, (ax,) = new_figure(style)
     ax.hist(rest, bins=edges, density=True, alpha=0.5, color="0.5",
             label=f"other tokens ({rest.size:,})")
     ax.hist(inside, bins=edges, density=True, alpha=0.6, color="C1",
@@ -100,44 +102,46 @@ def plot_logit_histogram(values: Float[np.ndarray, " d_vocab"], in_set: Bool[np.
         "tokens left out), split by membership of the set. AUC: chance that a set token outranks "
         "another token; q: the Benjamini-Hochberg q the caller passes (promotion)."
     )
-    return _save(fig, out, caption, note, style)
+    return save_figure(fig, out, caption, note, style)
 
 
-def plot_language_promotion(crosstab: pl.DataFrame, out: str | Path, *,
+def plot_language_promotion(crosstab: pl.DataFrame, out: str | Path, langs: Sequence[str], *,
                             join_config: JoinConfig = JoinConfig(), note: str = "",
                             style: FigureStyle = DEFAULT_STYLE) -> Path:
     """Share of the significant-bilingual and of the other alive features whose logit weights
-    promote the Spanish set, the English set, both or neither (``join_bilingual``'s crosstab)."""
-    _require(crosstab, ("group", "promotes", "n_features", "share"), "language-promotion crosstab")
-    fig, (ax,) = _figure(style)
+    promote one language's set, several or none (``join_bilingual``'s crosstab)."""
+    labels = promotes_labels(langs)
+    require_columns(crosstab, ("group", "promotes", "n_features", "share"), "language-promotion crosstab")
+    fig, (ax,) = new_figure(style)
     width = 0.38
-    x = np.arange(len(PROMOTES))
+    x = np.arange(len(labels))
     for offset, (group, colour) in zip((-width / 2, width / 2), (("bilingual", "C0"), ("other", "0.6"))):
         part = crosstab.filter(pl.col("group") == group)
         share = {str(p): s for p, s in zip(part["promotes"].to_list(), part["share"].to_list())}
         n = {str(p): c for p, c in zip(part["promotes"].to_list(), part["n_features"].to_list())}
         total = sum(n.values())
-        heights = [100 * (share.get(p) or 0.0) for p in PROMOTES]
+        heights = [100 * (share.get(p) or 0.0) for p in labels]
         bars = ax.bar(x + offset, heights, width, color=colour,
                       label=f"{group} features ({total:,})")
-        for bar, p in zip(bars, PROMOTES):
+        for bar, p in zip(bars, labels):
             ax.annotate(f"{n.get(p, 0):,}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha="center", va="bottom", fontsize="small")
-    ax.set_xticks(x, labels=[{"es": "Spanish set only", "en": "English set only",
-                              "both": "both sets", "neither": "neither"}[p] for p in PROMOTES])
+    names = {SEVERAL: "two or more sets" if len(langs) > 2 else "both sets", NEITHER: "neither"}
+    ax.set_xticks(x, labels=[names.get(p, f"{p} set only") for p in labels])
     ax.set_xlabel("which language's tokens the feature's logit weights promote")
     ax.set_ylabel("% of the group's alive features")
-    ax.set_title("Do bilingual features promote tokens of one language, both or neither?")
+    ax.set_title("Do bilingual features promote tokens of one language, several or none?")
     ax.legend()
     ax.grid(True, axis="y", alpha=0.3)
     rule = (f"rank < {join_config.bilingual_top_k}" if join_config.bilingual_top_k is not None
             else f"scores q_value < {join_config.bilingual_alpha:g}")
     null = ("the set's AUC compared with random residual directions' AUCs"
             if join_config.null == "direction" else "Mann-Whitney test against random token subsets")
+    sets = ", ".join(f"{join_config.set_prefix}{lang}" for lang in langs)
     caption = (
         f"Bilingual: alive features with {rule}; other: the remaining alive features. A feature "
         f"promotes a language set when its one-sided q < {join_config.alpha:g} and AUC > "
-        f"{join_config.min_auc:g} ({null}; {join_config.es_set}, {join_config.en_set}: tokens "
+        f"{join_config.min_auc:g} ({null}; sets {sets}: tokens "
         "seen mostly in that language of the corpus). Bar labels: feature counts."
     )
-    return _save(fig, out, caption, note, style)
+    return save_figure(fig, out, caption, note, style)

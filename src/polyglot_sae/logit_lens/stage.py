@@ -14,9 +14,9 @@ import polars as pl
 
 from polyglot_sae.atomic_io import read_metadata, write_parquet
 from polyglot_sae.errors import InputError
-from polyglot_sae.report.page_data import LogitLens
-from polyglot_sae.logit_lens.core import (EnrichmentConfig, JoinConfig, analyse, join_bilingual, logit_weights,
-                         unembed_lens, write_result)
+from polyglot_sae.logit_lens.core import analyse, logit_weights, unembed_lens, write_result
+from polyglot_sae.logit_lens.enrichment import EnrichmentConfig
+from polyglot_sae.logit_lens.join import JoinConfig, join_bilingual
 from polyglot_sae.logit_lens.plots import plot_language_promotion, plot_logit_histogram, plot_skew_kurtosis
 from polyglot_sae.logit_lens.token_sets import (LanguageSetConfig, load_user_sets, regex_sets, language_sets,
                          vocabulary)
@@ -37,8 +37,9 @@ class LensStageConfig:
     # the feature whose logit-weight histogram is drawn; None = the feature that promotes
     # histogram_set most (largest AUC)
     histogram_feature: int | None = None
-    # the set the histogram splits the vocabulary by
-    histogram_set: str = "lang_es"
+    # the set the histogram splits the vocabulary by; None = the last corpus language's set
+    # (lang_es for en, es), so any language pair works without a setting
+    histogram_set: str | None = None
 
 
 def logit_lens_stage(model_dir: str | Path, sae_dir: str | Path, token_shards: Sequence[str],
@@ -77,7 +78,7 @@ def logit_lens_stage(model_dir: str | Path, sae_dir: str | Path, token_shards: S
                  user_sets_unknown=unknown)
     plot_skew_kurtosis(result.stats, out["classes"], note=f"SAE {Path(sae_dir).name}")
 
-    set_name = config.histogram_set
+    set_name = config.histogram_set or f"{LanguageSetConfig.prefix}{langs[-1]}"
     if set_name not in sets.names:
         raise InputError("config logit_lens", "histogram_set", f"no token set {set_name!r}",
                          f"use one of {list(sets.names)}")
@@ -96,29 +97,19 @@ def logit_lens_stage(model_dir: str | Path, sae_dir: str | Path, token_shards: S
 
 
 def lens_join_stage(scores_path: str | Path, enrichment_path: str | Path,
-                    out: Mapping[str, str], *, note: str = "") -> pl.DataFrame:
+                    out: Mapping[str, str], langs: Sequence[str], *,
+                    note: str = "") -> pl.DataFrame:
     """Do the significant bilingual features promote both languages' tokens, or one? Writes
     the per-feature table (``out["table"]``), the crosstab (``out["crosstab"]``) and its plot
     (``out["plot"]``); returns the crosstab."""
     scores = pl.read_parquet(scores_path)
     config = JoinConfig() if "q_value" in scores.columns else JoinConfig(bilingual_top_k=25)
-    per_feature, crosstab = join_bilingual(scores, pl.read_parquet(enrichment_path), config)
+    per_feature, crosstab = join_bilingual(scores, pl.read_parquet(enrichment_path), langs,
+                                           config)
     meta = read_metadata(enrichment_path) | {"join": {"alpha": config.alpha,
                                                       "null": config.null,
                                                       "bilingual_top_k": config.bilingual_top_k}}
     write_parquet(per_feature, out["table"], meta)
     write_parquet(crosstab, out["crosstab"], meta)
-    plot_language_promotion(crosstab, out["plot"], join_config=config, note=note)
+    plot_language_promotion(crosstab, out["plot"], langs, join_config=config, note=note)
     return crosstab
-
-
-def page_entries(stats_path: str | Path, k: int = 10) -> dict[int, LogitLens]:
-    """The feature pages' logit-lens section: top and bottom tokens and the class."""
-    stats = pl.read_parquet(stats_path)
-    return {
-        row["feature_id"]: LogitLens(
-            top=list(zip(row["top_tokens"][:k], row["top_values"][:k])),
-            bottom=list(zip(row["bottom_tokens"][:k], row["bottom_values"][:k])),
-            token_class=row["class"])
-        for row in stats.iter_rows(named=True)
-    }

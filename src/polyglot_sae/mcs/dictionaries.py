@@ -12,8 +12,9 @@ import numpy as np
 import polars as pl
 
 from polyglot_sae.atomic_io import read_metadata, write_json, write_parquet
-from polyglot_sae.report.page_data import McsMatch
-from polyglot_sae.mcs.core import McsConfig, bilingual_vs_mcs, random_baseline_mcs
+from polyglot_sae.mcs.core import McsConfig
+from polyglot_sae.mcs.baseline import random_baseline_mcs
+from polyglot_sae.mcs.ladder import bilingual_vs_mcs
 from polyglot_sae.mcs.plots import plot_mcs_histogram, plot_mcs_ladder, plot_mcs_scatter
 
 
@@ -66,18 +67,3 @@ def mcs_of_bilingual_features(features_path: str | Path, scores_path: str | Path
                      label_b=str(names.get("first")), label_c=str(names["second"]),
                      significant=significant & alive, threshold=threshold, note=note)
     return test
-
-
-def mcs_matches(features_path: str | Path) -> dict[int, list[McsMatch]]:
-    """The feature pages' MCS section: each feature against the ladder's widest and second
-    widest other dictionaries."""
-    names = read_metadata(features_path)
-    table = pl.read_parquet(features_path)
-    out = {}
-    for row in table.iter_rows(named=True):
-        matches = [McsMatch(dictionary=str(names.get("first")), value=row["mcs"],
-                            match=row["match_id"])]
-        if names.get("second") is not None:
-            matches.append(McsMatch(dictionary=str(names["second"]), value=row["mcs_second"]))
-        out[row["feature_id"]] = matches
-    return out

@@ -17,8 +17,9 @@ import polars as pl
 from jaxtyping import Bool, Float
 
 from polyglot_sae.errors import InputError
-from polyglot_sae.mcs.core import analytic_mcs_cdf, analytic_mcs_pdf, analytic_mcs_quantiles, mcs_split
-from polyglot_sae.score.plots import DEFAULT_STYLE, FigureStyle, _figure, _require, _save
+from polyglot_sae.mcs.baseline import analytic_mcs_cdf, analytic_mcs_pdf, analytic_mcs_quantiles
+from polyglot_sae.mcs.ladder import mcs_split
+from polyglot_sae.figures import DEFAULT_STYLE, FigureStyle, new_figure, require_columns, save_figure
 
 # Points of the analytic curves: smooth at figure resolution.
 _CURVE_POINTS = 600
@@ -50,7 +51,7 @@ def plot_mcs_histogram(
     if mcs.size == 0 or random_mcs.size == 0:
         raise InputError("plot_mcs_histogram", "mcs", "empty sample", "pass MCS values to plot")
     n, n_seeds = mcs.size, random_mcs.shape[0]
-    fig, (full, low) = _figure(style, ncols=2)
+    fig, (full, low) = new_figure(style, ncols=2)
 
     lo = min(float(mcs.min()), float(random_mcs.min()),
              float(analytic_mcs_quantiles(1e-4, k_dim, m_draws)), 0.0)
@@ -105,7 +106,7 @@ def plot_mcs_histogram(
         "CDF F(t)^M with (t + 1)/2 ~ Beta((K - 1)/2, (K - 1)/2) (the post's footnote; it treats "
         "features as independent although they share the reference)."
     )
-    return _save(fig, out, caption, note, style)
+    return save_figure(fig, out, caption, note, style)
 
 
 def plot_mcs_ladder(
@@ -120,7 +121,7 @@ def plot_mcs_ladder(
     """Two panels by dictionary width (``ladder_table``'s output): the number of high- and
     low-MCS features (grouped bars) and their shares (stacked bars). Several seeds of a width
     are averaged, with their range as error bars."""
-    _require(ladder, ("width", "n_high", "n_low", "share_high"), "MCS ladder")
+    require_columns(ladder, ("width", "n_high", "n_low", "share_high"), "MCS ladder")
     if ladder.height == 0:
         raise InputError("MCS ladder", "width", "no rows", "pass the ladder_table of some SAEs")
     by_width = (ladder.group_by("width")
@@ -131,7 +132,7 @@ def plot_mcs_ladder(
                 .sort("width"))
     x = np.arange(by_width.height)
     labels = [f"{w:,}" for w in by_width["width"].to_list()]
-    fig, (counts, shares) = _figure(style, ncols=2)
+    fig, (counts, shares) = new_figure(style, ncols=2)
     bar = 0.4
     for offset, column, colour, name in ((-bar / 2, "n_high", "C2", f"high (MCS >= {threshold:g})"),
                                          (bar / 2, "n_low", "C3", f"low (MCS < {threshold:g})")):
@@ -163,7 +164,7 @@ def plot_mcs_ladder(
         + (f"Bars average up to {seeds} seeds per width; error bars span min to max."
            if seeds > 1 else "One dictionary per width.")
     )
-    return _save(fig, out, caption, note, style)
+    return save_figure(fig, out, caption, note, style)
 
 
 def plot_mcs_scatter(
@@ -196,7 +197,7 @@ def plot_mcs_scatter(
         raise InputError("plot_mcs_scatter", "mcs_b", "empty", "pass MCS values to plot")
     # One square panel: a wide canvas would only add blank margins beside it.
     style = replace(style, width=min(style.width, style.height * 1.2))
-    fig, (ax,) = _figure(style)
+    fig, (ax,) = new_figure(style)
     size = float(np.clip(4000 / mcs_b.size, 1, 20))
     rest = np.ones(mcs_b.size, dtype=bool) if significant is None else ~significant
     ax.scatter(mcs_b[rest], mcs_c[rest], s=size, alpha=0.4, color="C0", linewidths=0,
@@ -228,7 +229,7 @@ def plot_mcs_scatter(
         f"direction of {label_b} and of {label_c}. Features found by both sit near (1, 1); "
         "random-like ones cluster at the random-baseline MCS of each."
     )
-    return _save(fig, out, caption, note, style)
+    return save_figure(fig, out, caption, note, style)
 
 
 def _finite(x, name: str) -> np.ndarray:

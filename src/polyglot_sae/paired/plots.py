@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from polyglot_sae.score.plots import FigureStyle, _figure, _save
+from polyglot_sae.figures import FigureStyle, new_figure, save_figure
 from .words import words_by_feature
 
 # Colour per class; the order is the legend's.
@@ -28,7 +28,7 @@ def plot_ceiling(scores: pl.DataFrame, words: pl.DataFrame, out: str | Path,
     para = shown["rho_para"].drop_nulls().len() > 0
     y_col, y_label = ("rho_para", "rho_para: the same statistic between two versions of "
                       "one language") if para else ("rho_lo", "rho_lo (bootstrap lower bound)")
-    fig, (ax,) = _figure(style)
+    fig, (ax,) = new_figure(style)
     specific = {f"lang_specific:{lang}": _SPECIFIC[i % len(_SPECIFIC)]
                 for i, lang in enumerate(langs)}
     for cls in [*CLASS_COLOURS, *specific]:
@@ -61,4 +61,4 @@ def plot_ceiling(scores: pl.DataFrame, words: pl.DataFrame, out: str | Path,
     caption = ("Each point is a feature firing in both languages (dead ones left out). A concept feature shared "
                "by the languages lies near the diagonal (as correlated across languages as "
                "across two versions of one language); labels: the top features' words.")
-    return _save(fig, out, caption, note, style)
+    return save_figure(fig, out, caption, note, style)

@@ -30,7 +30,8 @@ import numpy as np
 import polars as pl
 from jaxtyping import Int64
 
-from ..errors import InputError
+from polyglot_sae.atomic_io import read_metadata
+from polyglot_sae.errors import InputError
 from polyglot_sae.report.examples import display_piece
 
 Frame = pl.DataFrame | pl.LazyFrame
@@ -188,20 +189,32 @@ def neuronpedia_template(model: str, sae: str) -> str:
     return f"https://www.neuronpedia.org/{model}/{sae}/{{feature}}"
 
 
-def logit_lens_from_stats(stats: pl.DataFrame, vocab: Sequence[str], features: Sequence[int],
-                          k: int = 10) -> dict[int, LogitLens]:
-    """Page entries from ``logit_lens``' stats table (feature_id, class, top_ids, top_values,
-    bottom_ids, bottom_values) for `features`, tokens named by `vocab` (id -> piece, e.g.
-    ``tokenizer.convert_ids_to_tokens(range(d_vocab))``), at most `k` per list."""
-    _require(stats, "logit-lens stats", ("feature_id", "class", "top_ids", "top_values",
-                                         "bottom_ids", "bottom_values"))
-    rows = stats.filter(pl.col("feature_id").is_in(list(features))).with_columns(
-        pl.col("class").cast(pl.String))
+def logit_lens_entries(stats_path: str | Path, k: int = 10) -> dict[int, LogitLens]:
+    """Page entries from the logit lens' stats file (feature_id, class, top_tokens, top_values,
+    bottom_tokens, bottom_values): the top and bottom ``k`` tokens and the class."""
+    stats = pl.read_parquet(stats_path)
+    _require(stats, "logit-lens stats", ("feature_id", "class", "top_tokens", "top_values",
+                                         "bottom_tokens", "bottom_values"))
+    return {
+        int(row["feature_id"]): LogitLens(
+            top=list(zip(row["top_tokens"][:k], map(float, row["top_values"][:k]))),
+            bottom=list(zip(row["bottom_tokens"][:k], map(float, row["bottom_values"][:k]))),
+            token_class=str(row["class"]))
+        for row in stats.iter_rows(named=True)
+    }
+
+
+def mcs_entries(features_path: str | Path) -> dict[int, list[McsMatch]]:
+    """Page entries from the MCS stage's features file: each feature against the ladder's
+    widest and second widest other dictionaries (named in the file's metadata)."""
+    names = read_metadata(features_path)
     out = {}
-    for r in rows.iter_rows(named=True):
-        top = [(vocab[i], float(v)) for i, v in zip(r["top_ids"][:k], r["top_values"][:k])]
-        bottom = [(vocab[i], float(v)) for i, v in zip(r["bottom_ids"][:k], r["bottom_values"][:k])]
-        out[int(r["feature_id"])] = LogitLens(top=top, bottom=bottom, token_class=r["class"])
+    for row in pl.read_parquet(features_path).iter_rows(named=True):
+        matches = [McsMatch(dictionary=str(names.get("first")), value=row["mcs"],
+                            match=row["match_id"])]
+        if names.get("second") is not None:
+            matches.append(McsMatch(dictionary=str(names["second"]), value=row["mcs_second"]))
+        out[row["feature_id"]] = matches
     return out
 
 

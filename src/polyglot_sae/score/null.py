@@ -57,6 +57,7 @@ import numpy as np
 import polars as pl
 from jaxtyping import Float64, Int32, Int64
 
+from polyglot_sae.stats import bh_qvalues
 from polyglot_sae.score.bilingual import (Rows, ScoreConfig, check_pairs, check_request, feature_chunks, load_rows,
                       log_partitions, logit_rescale, pair_divergence, row_logits, score_rows)
 
@@ -107,23 +108,6 @@ def permutation_stream(n_pairs: int, n_langs: int,
     rng = np.random.default_rng(seed)
     while True:
         yield np.stack([rng.permutation(n_pairs) for _ in range(n_langs - 1)])
-
-
-def bh_qvalues(p: Float64[np.ndarray, " m"]) -> Float64[np.ndarray, " m"]:
-    """Benjamini-Hochberg adjusted p-values: q_(i) = min over j >= i of p_(j) * m / j, capped at 1."""
-    p = np.asarray(p, dtype=np.float64)
-    if p.size == 0:
-        return p.copy()
-    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
-        raise ValueError("p-values must lie in [0, 1]")
-    order = np.argsort(p, kind="stable")
-    scaled = p[order] * p.size / np.arange(1, p.size + 1)
-    # Step-up: a p-value is rejected whenever a larger one is, so q takes the running minimum
-    # from the largest p down.
-    q = np.minimum.accumulate(scaled[::-1])[::-1]
-    out = np.empty(p.size)
-    out[order] = np.minimum(q, 1.0)
-    return out
 
 
 def permutation_pvalues(maxacts: pl.DataFrame, *, n_pairs: int, d_sae: int, langs: Sequence[str],
