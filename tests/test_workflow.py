@@ -292,7 +292,7 @@ READS_ACTS = READS_SCORES | READS_PAIRED | {
     "reduce", "activation_share", "beta_sweep", "size_ablation", "logit_lens", "paired_stats",
     "feature_words"}
 READS_SAE = READS_ACTS | {"build_sae", "train_ladder_sae", "evaluate_sae", "extract", "mcs",
-                          "reduce_paraphrase"}
+                          "extract_paraphrase", "reduce_paraphrase"}
 CONFIG_RERUNS = [
     ("score.beta_rank", {"score": {"beta_rank": 7}}, READS_SCORES | {"beta_sweep", "size_ablation"}),
     ("score.permutations", {"score": {"permutations": 49}}, READS_SCORES),
