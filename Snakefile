@@ -1,6 +1,6 @@
 # polyglot-sae: bilingual features of sparse autoencoders.
-# Stages, one file each: corpus -> model -> sae -> extract -> reduce -> score -> figures,
-# sweeps -> summary.
+# Stages, one file each and one package each (polyglot_sae.<stage>): corpus -> model ->
+# activations -> score, paired, lexicon, mcs, logit_lens -> report.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -15,17 +15,13 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/model.smk"
-include: "workflow/rules/sae.smk"
-include: "workflow/rules/extract.smk"
-include: "workflow/rules/reduce.smk"
+include: "workflow/rules/activations.smk"
 include: "workflow/rules/score.smk"
-include: "workflow/rules/figures.smk"
-include: "workflow/rules/sweeps.smk"
+include: "workflow/rules/paired.smk"
+include: "workflow/rules/lexicon.smk"
 include: "workflow/rules/mcs.smk"
 include: "workflow/rules/logit_lens.smk"
-include: "workflow/rules/pages.smk"
-include: "workflow/rules/paired.smk"
-include: "workflow/rules/summary.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

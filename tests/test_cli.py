@@ -43,3 +43,21 @@ def test_score_cli_reports_bad_input_without_a_traceback(tmp_path):
                            "--out", str(tmp_path / "s.parquet")], capture_output=True, text=True)
     assert proc.returncode != 0 and "fr" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "s.parquet").exists()
+
+
+def test_rule_log_leaves_torch_unimported(tmp_path):
+    """A job that does not use torch must not pay for importing it in rule_log."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, types\n"
+        "from polyglot_sae.workflow_io import rule_log\n"
+        f"smk = types.SimpleNamespace(log=[{str(tmp_path / 'job.log')!r}], rule='r', threads=1)\n"
+        "with rule_log(smk) as log:\n"
+        "    log.info('hello')\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert "hello" in (tmp_path / "job.log").read_text()

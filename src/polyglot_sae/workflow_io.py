@@ -22,12 +22,11 @@ def rule_log(smk) -> Iterator[logging.Logger]:
     sys.stdout = sys.stderr = handle
     logging.basicConfig(stream=handle, level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        import torch
-
+    # Only a job whose script already imported torch uses it: importing it here would cost the
+    # other jobs (tables, figures, summary) a second or two and a few hundred MB each.
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.set_num_threads(max(1, int(getattr(smk, "threads", 1))))
-    except ImportError:
-        pass
     try:
         yield logging.getLogger(smk.rule)
     except Exception:

@@ -204,3 +204,53 @@ def page_extras(wildcards):
 def print_summary(path):
     if Path(path).exists():
         print(f"\n{Path(path).read_text()}")
+
+
+def paraphrase_sources(wildcards):
+    """A files paraphrase is a local file: editing it reruns the alignment."""
+    if PARAPHRASE and PARAPHRASE["source"] == "files":
+        return {"file": PARAPHRASE["file"]}
+    return {}
+
+
+def extract_params(wildcards, langs):
+    """What an extraction job's tables depend on: hook, SAE, the shard's content, languages."""
+    return {
+        "hook": sae_entry(wildcards)["hook"],
+        "sae_id": wildcards.sae,
+        "shard": {
+            "index": int(wildcards.shard),
+            "shard_pairs": config["split"]["shard_pairs"],
+            **shard_manifest()[wildcards.shard],
+        },
+        "langs": langs,
+        "extract": config["extract"],
+    }
+
+
+def paraphrase_table(wildcards):
+    if not PARAPHRASE:
+        return {}
+    base = f"results/{wildcards.run}/maxacts/{wildcards.sae}.para"
+    return {
+        "paraphrase": f"{base}.parquet",
+        "paraphrase_lengths": f"{base}.lengths.parquet",
+    }
+
+
+def paired_summary_inputs(wildcards):
+    """The paired method's extras: words, the lexicon check, the paraphrase alignment."""
+    if not PAIRED:
+        return {}
+    extras = {
+        "words": expand(
+            f"results/{wildcards.run}/paired/{{sae}}.words.parquet", sae=SAES
+        )
+    }
+    if LEXICON:
+        extras["lexicon"] = expand(
+            f"results/{wildcards.run}/lexicon/{{sae}}.parquet", sae=SAES
+        )
+    if PARAPHRASE:
+        extras["paraphrase"] = f"results/{CORPUS}/paraphrase_stats.json"
+    return extras

@@ -1,3 +1,7 @@
+# Corpus: aligned pairs, the split, the shards, and the paraphrase of one language.
+# Package: polyglot_sae.corpus
+
+
 rule corpus:
     input:
         unpack(corpus_sources),
@@ -14,7 +18,9 @@ rule corpus:
     params:
         # The paraphrase has its own rule: adding one must not rewrite the scored pairs.
         cfg={
-            k: v for k, v in config["corpus"].items() if k not in ("name", "paraphrase")
+            k: v
+            for k, v in config["corpus"].items()
+            if k not in ("name", "paraphrase")
         },
     script:
         "../scripts/corpus.py"
@@ -54,3 +60,23 @@ checkpoint shards:
         shard_pairs=config["split"]["shard_pairs"],
     script:
         "../scripts/shards.py"
+
+
+rule paraphrase:
+    input:
+        unpack(paraphrase_sources),
+        pairs="results/{corpus}/pairs.parquet",
+        refs="results/{corpus}/refs.parquet",
+    output:
+        pairs="results/{corpus}/paraphrase.parquet",
+        stats="results/{corpus}/paraphrase_stats.json",
+    log:
+        "logs/{corpus}/paraphrase.log",
+    benchmark:
+        "benchmarks/{corpus}/paraphrase.tsv"
+    conda:
+        ENV
+    params:
+        cfg=lambda w: PARAPHRASE,
+    script:
+        "../scripts/paraphrase.py"

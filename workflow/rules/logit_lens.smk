@@ -1,3 +1,7 @@
+# Logit lens: statistics, enrichment, the join with the scores.
+# Package: polyglot_sae.logit_lens
+
+
 rule logit_lens:
     input:
         model=f"resources/models/{MODEL}",

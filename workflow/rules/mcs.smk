@@ -1,3 +1,7 @@
+# Max cosine similarity across a ladder of dictionaries.
+# Package: polyglot_sae.mcs
+
+
 rule train_ladder_sae:
     input:
         acts=lambda w: sae_inputs(w)["acts"],

@@ -1,72 +1,5 @@
-# The paired method (polyglot_sae.paired): correlation statistics with a bootstrap bound, then the
-# classes from their thresholds (so a threshold change reruns only the classification), the
-# paraphrase ceiling's extraction, the figure and the translation-lexicon check.
-
-
-def paraphrase_sources(wildcards):
-    """A files paraphrase is a local file: editing it reruns the alignment."""
-    if PARAPHRASE and PARAPHRASE["source"] == "files":
-        return {"file": PARAPHRASE["file"]}
-    return {}
-
-
-rule paraphrase:
-    input:
-        unpack(paraphrase_sources),
-        pairs="results/{corpus}/pairs.parquet",
-        refs="results/{corpus}/refs.parquet",
-    output:
-        pairs="results/{corpus}/paraphrase.parquet",
-        stats="results/{corpus}/paraphrase_stats.json",
-    log:
-        "logs/{corpus}/paraphrase.log",
-    benchmark:
-        "benchmarks/{corpus}/paraphrase.tsv"
-    conda:
-        ENV
-    params:
-        cfg=lambda w: PARAPHRASE,
-    script:
-        "../scripts/paraphrase.py"
-
-
-use rule extract as extract_paraphrase with:
-    input:
-        model=f"resources/models/{MODEL}",
-        sae=f"resources/saes/{MODEL}/{{sae}}",
-        pairs=ancient(f"results/{CORPUS}/split/score.parquet"),
-        manifest=ancient(f"results/{CORPUS}/shards.json"),
-        paraphrase=f"results/{CORPUS}/paraphrase.parquet",
-    output:
-        acts="results/{run}/para_acts/{sae}/{shard}.parquet",
-        tokens="results/{run}/para_tokens/{sae}/{shard}.parquet",
-    log:
-        "logs/{run}/extract_paraphrase/{sae}/{shard}.log",
-    benchmark:
-        "benchmarks/{run}/extract_paraphrase/{sae}/{shard}.tsv"
-    params:
-        cfg=lambda w: extract_params(w, [f"{PARAPHRASE['lang']}_para"]),
-
-
-use rule reduce as reduce_paraphrase with:
-    input:
-        acts=shard_files("para_acts"),
-        tokens=shard_files("para_tokens"),
-    output:
-        maxacts="results/{run}/maxacts/{sae}.para.parquet",
-        lengths="results/{run}/maxacts/{sae}.para.lengths.parquet",
-        vocab="results/{run}/maxacts/{sae}.para.vocab.parquet",
-    log:
-        "logs/{run}/reduce_paraphrase/{sae}.log",
-    benchmark:
-        "benchmarks/{run}/reduce_paraphrase/{sae}.tsv"
-
-
-def paraphrase_table(wildcards):
-    if not PARAPHRASE:
-        return {}
-    base = f"results/{wildcards.run}/maxacts/{wildcards.sae}.para"
-    return {"paraphrase": f"{base}.parquet", "paraphrase_lengths": f"{base}.lengths.parquet"}
+# The paired method: statistics with the bootstrap bound, then the classes (a threshold change reruns only these), words, figure, size ablation.
+# Package: polyglot_sae.paired
 
 
 rule paired_stats:
@@ -113,28 +46,6 @@ rule paired_classes:
         "../scripts/paired_classes.py"
 
 
-rule paired_figure:
-    input:
-        scores="results/{run}/scores/{sae}.paired.parquet",
-        words="results/{run}/paired/{sae}.words.parquet",
-    output:
-        figure=report(
-            "results/{run}/paired/{sae}.ceiling.png",
-            caption="../report/paired_ceiling.rst",
-            category="Paired method",
-        ),
-    log:
-        "logs/{run}/paired/{sae}.figure.log",
-    benchmark:
-        "benchmarks/{run}/paired/{sae}.figure.tsv"
-    conda:
-        ENV
-    params:
-        cfg=lambda w: {"langs": config["corpus"]["langs"], "top_k": config["report"]["top_k"]},
-    script:
-        "../scripts/paired_figure.py"
-
-
 rule feature_words:
     input:
         maxacts="results/{run}/maxacts/{sae}.parquet",
@@ -156,32 +67,29 @@ rule feature_words:
         "../scripts/feature_words.py"
 
 
-rule lexicon_check:
+rule paired_figure:
     input:
-        scores=expand(
-            "results/{{run}}/scores/{{sae}}.{method}.parquet", method=METHODS
-        ),
-        maxacts="results/{run}/maxacts/{sae}.parquet",
-        vocab="results/{run}/maxacts/{sae}.vocab.parquet",
+        scores="results/{run}/scores/{sae}.paired.parquet",
+        words="results/{run}/paired/{sae}.words.parquet",
     output:
-        table="results/{run}/lexicon/{sae}.parquet",
-        features="results/{run}/lexicon/{sae}.features.parquet",
-        markdown="results/{run}/lexicon/{sae}.md",
+        figure=report(
+            "results/{run}/paired/{sae}.ceiling.png",
+            caption="../report/paired_ceiling.rst",
+            category="Paired method",
+        ),
     log:
-        "logs/{run}/lexicon/{sae}.log",
+        "logs/{run}/paired/{sae}.figure.log",
     benchmark:
-        "benchmarks/{run}/lexicon/{sae}.tsv"
+        "benchmarks/{run}/paired/{sae}.figure.tsv"
     conda:
         ENV
     params:
         cfg=lambda w: {
             "langs": config["corpus"]["langs"],
-            "methods": METHODS,
-            "min_cofire": config["paired"]["classes"]["min_cofire"],
-            **{k: v for k, v in config["lexicon"].items() if k != "enabled"},
+            "top_k": config["report"]["top_k"],
         },
     script:
-        "../scripts/lexicon_check.py"
+        "../scripts/paired_figure.py"
 
 
 rule paired_size_ablation:

@@ -20,7 +20,7 @@ runs every rounds-th batch of each path, in a rotating order of the paths), so a
 load hits each path alike. Throughput counts real tokens only (BOS, EOS and padding excluded), the
 same number for every path. Agreement of bfloat16 with float32, and of the lean forward with
 TransformerLens' (both float32), uses the pipeline's own code: `reduce.reduce_max` for the
-per-(pair, lang, feature) maxima and `scoring.score_features` (method exact, no permutations) for
+per-(pair, lang, feature) maxima and `score.bilingual.score_features` (method exact, no permutations) for
 the ranking. Prints the load average (`os.getloadavg`) at start and end and the peak RSS.
 """
 

@@ -5,7 +5,7 @@ enrichment; the note does not give its statistic). For feature i and token set S
 Mann-Whitney U test of the set's weights against the rest of the universe: U1 = sum of the set
 tokens' ranks (average ranks for ties) - n1 (n1 + 1) / 2, n1 = |S|, n2 = the rest. Effect size
 ``auc = U1 / (n1 n2)``: the chance that a random set token outranks a random other token (ties
-count half). Two nulls, each with BH q-values (``null.bh_qvalues``) per set over the features
+count half). Two nulls, each with BH q-values (``stats.bh_qvalues``) per set over the features
 (``EnrichmentConfig.bh_family = "set"``) or over every (feature, set) test ("all"):
 
 - token null (``p_greater``, ``p_less``): the feature's weights do not depend on set membership,

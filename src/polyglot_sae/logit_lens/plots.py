@@ -1,4 +1,4 @@
-"""Figures of the logit-lens analysis (``logit_lens``), in the house style of ``plots``: a title,
+"""Figures of the logit-lens analysis (``logit_lens``), in the house style of ``figures``: a title,
 labelled axes, a legend and a caption on every figure, drawn off-screen and written atomically."""
 
 from __future__ import annotations

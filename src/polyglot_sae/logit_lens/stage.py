@@ -1,6 +1,6 @@
 """The logit-lens stage: every feature's logit-weight statistics, classes and token-set
 enrichment for one SAE, and their join with the bilingual scores. The numerics live in
-``logit_lens`` and ``token_sets``, the figures in ``plots_logit_lens``; this module wires them to
+``core``, ``enrichment``, ``join`` and ``token_sets``, the figures in ``plots``; this module wires them to
 the pipeline's files."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The dictionary-comparison stage: a ladder's MCS tables and figures, and whether the
 significant bilingual features are the reproducible (high-MCS) ones. The numerics live in
-``mcs``, the figures in ``plots_mcs``; this module writes the stage's files."""
+``core``, ``baseline`` and ``ladder``, the figures in ``plots``; this module writes the stage's files."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def mcs_of_bilingual_features(features_path: str | Path, scores_path: str | Path
                               out_json: str | Path, out_scatter: str | Path, *,
                               threshold: float, note: str = "") -> dict[str, Any]:
     """Are the features significant at q < 0.05 more often high-MCS than the other alive ones
-    (``mcs.bilingual_vs_mcs``)? Writes the test as JSON and the MCS scatter against the two
+    (``ladder.bilingual_vs_mcs``)? Writes the test as JSON and the MCS scatter against the two
     widest other dictionaries with those features marked."""
     features = pl.read_parquet(features_path).sort("feature_id")
     scores = pl.read_parquet(scores_path).sort("feature_id")

@@ -16,7 +16,7 @@ from polyglot_sae.model.load import stop_layer
 
 @dataclass(frozen=True)
 class SAESourceConfig:
-    """Where an SAE comes from (training has its own config: `sae_training.TrainConfig`)."""
+    """Where an SAE comes from (training has its own config: `model.training.TrainConfig`)."""
 
     # train: trained here (JumpReLU); pretrained: sae-lens release + id (hub); disk: an sae-lens
     # folder; gemmascope_npz: a GemmaScope params.npz (W_enc, W_dec, b_enc, b_dec, threshold)

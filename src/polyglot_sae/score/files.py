@@ -28,7 +28,7 @@ def score_file(
 ) -> pl.DataFrame:
     """Score a max-activation parquet into ``out_path`` and return the scores.
 
-    ``n_pairs`` comes from the table's provenance (see ``reduce.n_pairs_of``),
+    ``n_pairs`` comes from the table's provenance (see ``activations.reduce.n_pairs_of``),
     ``d_sae`` from the argument or else the provenance. With ``null`` (and
     ``null.permutations > 0``) the scores get the permutation null's ``p_value`` and
     ``q_value`` (see ``polyglot_sae.score.null``) and the provenance its settings.
