@@ -283,24 +283,25 @@ def _edit_config(workdir, edit):
 
 # What each config change reruns: the README's table, row by row. Sets of rules; "all" aside.
 # The paired method: statistics (bootstrap), then classes, then what reads its scores.
-READS_PAIRED = {"paired_classes", "paired_size_ablation", "top_features", "feature_pages",
-                "page_screenshots", "paired_figure", "lexicon_check", "summary"}
+READS_PAIRED = {"paired_classes", "paired_size_ablation", "sweep_plot", "top_features",
+                "feature_pages", "page_screenshots", "paired_figure", "lexicon_check", "summary"}
 READS_SCORES = {"score", "top_features", "bi_curve", "pvalue_histogram", "monolinguality",
                 "mcs_bilingual", "logit_lens_bilingual", "feature_pages", "page_screenshots",
                 "sae_sweep", "lexicon_check", "summary"}
 READS_ACTS = READS_SCORES | READS_PAIRED | {
-    "reduce", "activation_share", "beta_sweep", "size_ablation", "logit_lens", "paired_stats",
-    "feature_words"}
+    "reduce", "activation_share", "beta_sweep", "size_ablation", "sweep_plot", "logit_lens",
+    "paired_stats", "feature_words"}
 READS_SAE = READS_ACTS | {"build_sae", "train_ladder_sae", "evaluate_sae", "extract", "mcs",
                           "extract_paraphrase", "reduce_paraphrase"}
 CONFIG_RERUNS = [
-    ("score.beta_rank", {"score": {"beta_rank": 7}}, READS_SCORES | {"beta_sweep", "size_ablation"}),
+    ("score.beta_rank", {"score": {"beta_rank": 7}},
+     READS_SCORES | {"beta_sweep", "size_ablation", "sweep_plot"}),
     ("score.permutations", {"score": {"permutations": 49}}, READS_SCORES),
-    ("sweeps.beta_ranks", {"sweeps": {"beta_ranks": [2, 4]}}, {"beta_sweep"}),
+    ("sweeps.beta_ranks", {"sweeps": {"beta_ranks": [2, 4]}}, {"beta_sweep", "sweep_plot"}),
     ("sweeps.ablation_sizes", {"sweeps": {"ablation_sizes": [5, 15], "bootstrap": 2}},
-     {"size_ablation", "paired_size_ablation"}),
+     {"size_ablation", "paired_size_ablation", "sweep_plot"}),
     ("sweeps.top_k", {"sweeps": {"top_k": 3}},
-     {"beta_sweep", "size_ablation", "paired_size_ablation"}),
+     {"beta_sweep", "size_ablation", "paired_size_ablation", "sweep_plot"}),
     ("mcs.widths", {"mcs": {"widths": [24, 48]}},
      {"train_ladder_sae", "mcs", "mcs_bilingual", "feature_pages", "page_screenshots"}),
     ("logit_lens.null_directions", {"logit_lens": {"null_directions": 16}},

@@ -101,11 +101,6 @@ rule paired_size_ablation:
         pairs=f"results/{CORPUS}/split/score.parquet",
     output:
         table="results/{run}/sweeps/{sae}.paired.size.parquet",
-        plot=report(
-            "results/{run}/sweeps/{sae}.paired.size.png",
-            caption="../report/size_ablation.rst",
-            category="Sweeps",
-        ),
     log:
         "logs/{run}/sweeps/{sae}.paired.size.log",
     benchmark:

@@ -1,7 +1,6 @@
 import polars as pl
 
 from polyglot_sae.atomic_io import read_metadata, write_parquet
-from polyglot_sae.score.plots import plot_beta_sweep
 from polyglot_sae.activations.reduce import n_pairs_of
 from polyglot_sae.score.bilingual import ScoreConfig
 from polyglot_sae.score.sweeps import beta_sweep
@@ -15,7 +14,4 @@ with rule_log(snakemake) as log:
                        config=ScoreConfig(method=p["method"], beta_rank=p["beta_rank"]),
                        beta_ranks=p["beta_ranks"], top_k=p["top_k"])
     log.info("beta sweep:\n%s", sweep)
-    write_parquet(sweep, snakemake.output.table)
-    plot_beta_sweep(sweep, snakemake.output.plot, top_k=p["top_k"],
-                    reference_beta_rank=p["beta_rank"],
-                    note=f"SAE {snakemake.wildcards.sae}, method {p['method']}")
+    write_parquet(sweep, snakemake.output.table, {"config": p})

@@ -4,7 +4,7 @@ from polyglot_sae.atomic_io import read_metadata, write_parquet
 from polyglot_sae.paired.ablation import paired_size_ablation
 from polyglot_sae.paired.classes import ClassConfig
 from polyglot_sae.paired.stats import PairedConfig
-from polyglot_sae.subsample import SubsampleConfig, plot_dataset_size
+from polyglot_sae.subsample import SubsampleConfig
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
 with rule_log(snakemake) as log:
@@ -28,7 +28,3 @@ with rule_log(snakemake) as log:
     )
     log.info("dataset-size ablation (paired):\n%s", ablation)
     write_parquet(ablation, snakemake.output.table, {"config": p})
-    plot_dataset_size(ablation, snakemake.output.plot, top_k=p["top_k"],
-                      found="concept-bilingual features (method paired)",
-                      note=f"SAE {snakemake.wildcards.sae}, method paired, "
-                           f"{p['bootstrap']} subsets of distinct pairs per size")

@@ -3,7 +3,7 @@ import polars as pl
 from polyglot_sae.atomic_io import read_metadata, write_parquet
 from polyglot_sae.score.null import NullConfig
 from polyglot_sae.score.bilingual import ScoreConfig
-from polyglot_sae.subsample import SubsampleConfig, plot_dataset_size
+from polyglot_sae.subsample import SubsampleConfig
 from polyglot_sae.score.sweeps import dataset_size_ablation
 from polyglot_sae.workflow_io import rule_log
 
@@ -22,7 +22,3 @@ with rule_log(snakemake) as log:
     )
     log.info("dataset-size ablation:\n%s", ablation)
     write_parquet(ablation, snakemake.output.table, {"config": p})
-    plot_dataset_size(ablation, snakemake.output.plot, top_k=p["top_k"],
-                      note=f"SAE {snakemake.wildcards.sae}, method {p['method']}, "
-                           f"{p['ablation_permutations']} permutations, "
-                           f"{p['bootstrap']} subsets of distinct pairs per size")
