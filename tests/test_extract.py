@@ -398,3 +398,34 @@ def test_unsupported_model_falls_back_to_transformer_lens(tiny_model, sae, pairs
     lean, tl = (extract_sparse(tiny_model, sae, HOOK, pairs, ExtractConfig(forward=f))
                 for f in ("lean", "transformer_lens"))
     assert lean.height > 0 and lean.equals(tl)
+
+
+@pytest.mark.parametrize("hook", ["blocks.0.hook_mlp_out", "blocks.1.hook_attn_out",
+                                  "blocks.0.hook_resid_post"])
+def test_any_hook_point_matches_run_with_cache(tiny_model, pairs, hook):
+    """Hooks the lean forward does not serve go through TransformerLens; every one equals the
+    SAE applied by hand to run_with_cache's activations (BOS excluded)."""
+    sae = make_jumprelu(tiny_model.cfg.d_model, 48, hook=hook)
+    got = extract_sparse(tiny_model, sae, hook, pairs, ExtractConfig(batch_size=5))
+    expected = {}
+    for pair_id, lang, text in pairs.iter_rows():
+        tokens = tiny_model.to_tokens(text)
+        _, cache = tiny_model.run_with_cache(tokens, names_filter=hook)
+        acts = sae.encode(cache[hook][0, 1:]).detach().numpy()
+        for pos, feature in zip(*np.nonzero(acts > 0)):
+            expected[(pair_id, lang, pos + 1, feature)] = acts[pos, feature]
+    rows = {(p, l, t, f): v for p, l, t, f, v in got.iter_rows()}
+    assert rows.keys() == expected.keys() and len(rows) > 0
+    np.testing.assert_allclose([rows[k] for k in expected], list(expected.values()), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_a_hook_the_model_lacks_names_hooks_it_has(tiny_model):
+    from polyglot_sae.errors import InputError
+    from polyglot_sae.model.load import check_hook
+
+    with pytest.raises(InputError) as err:
+        check_hook(tiny_model, "blocks.9.hook_mlp_out", "config saes[deep]")
+    text = str(err.value)
+    assert text.startswith("config saes[deep]: hook: the model has no hook named")
+    assert "e.g. blocks.1.hook_mlp_out" in text and "blocks.12" not in text

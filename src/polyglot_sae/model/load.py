@@ -166,11 +166,14 @@ def stop_layer(hook: str) -> int | None:
 
 
 def check_hook(model, hook: str, where: str = "config saes[]") -> None:
+    """Refuse a hook the model does not have (a misspelt one, or one deeper than its layers),
+    naming hooks of the same kind that it does have."""
     if hook not in model.hook_dict:
         near = [h for h in model.hook_dict if h.endswith(hook.rsplit(".", 1)[-1])][:6]
+        example = near[-1] if near else f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
         raise InputError(where, "hook", f"the model has no hook named {hook!r} "
                          f"({model.cfg.n_layers} layers; e.g. {near})",
-                         "use a hook point of this model, e.g. blocks.12.hook_resid_post")
+                         f"use a hook point of this model, e.g. {example}")
 
 
 def special_token_ids(tokenizer) -> set[int]:
