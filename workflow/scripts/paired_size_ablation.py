@@ -3,6 +3,7 @@ import polars as pl
 from polyglot_sae.atomic_io import read_metadata, write_parquet
 from polyglot_sae.paired.ablation import paired_size_ablation
 from polyglot_sae.paired.classes import ClassConfig
+from polyglot_sae.paired.stage import paraphrase_input
 from polyglot_sae.paired.stats import PairedConfig
 from polyglot_sae.subsample import SubsampleConfig
 from polyglot_sae.workflow_io import from_mapping, rule_log
@@ -13,9 +14,8 @@ with rule_log(snakemake) as log:
     lengths = pl.read_parquet(inputs.lengths)
     paraphrase = None
     if "paraphrase" in inputs.keys():
-        para = pl.read_parquet(inputs.paraphrase)
-        lengths = pl.concat([lengths, pl.read_parquet(inputs.paraphrase_lengths)])
-        paraphrase = (p["paraphrase_of"], read_metadata(inputs.paraphrase)["langs"][0], para)
+        paraphrase, lengths = paraphrase_input(p["paraphrase_of"], inputs.paraphrase,
+                                               inputs.paraphrase_lengths, lengths)
     ablation = paired_size_ablation(
         pl.read_parquet(inputs.maxacts),
         pair_ids=pl.read_parquet(inputs.pairs)["pair_id"].to_numpy(),

@@ -19,7 +19,7 @@ from .stats import PairedConfig, paired_stats
 def paired_size_ablation(maxacts: pl.DataFrame, *, pair_ids: UInt32[np.ndarray, " n"], d_sae: int,
                          langs: Sequence[str], lengths: pl.DataFrame | None,
                          vocab: pl.DataFrame | None,
-                         paraphrase: tuple[str, str, pl.DataFrame] | None,
+                         paraphrase: tuple[str, str, pl.DataFrame | pl.LazyFrame] | None,
                          config: PairedConfig, classes: ClassConfig,
                          subsample: SubsampleConfig) -> pl.DataFrame:
     """``subsample.size_ablation`` with the paired method; ``n_found`` counts concept features.

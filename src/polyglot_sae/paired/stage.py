@@ -38,16 +38,7 @@ def paired_stats_file(maxacts_path: str | Path, out_path: str | Path, *, langs: 
     lengths = pl.read_parquet(lengths_path) if lengths_path is not None else None
     para = None
     if paraphrase is not None:
-        of_lang, para_path, para_lengths = paraphrase
-        para_table = pl.scan_parquet(para_path)
-        para_langs = para_table.select(pl.col("lang").unique()).collect()["lang"].to_list()
-        para_lang = (read_metadata(para_path).get("langs") or para_langs or [None])[0]
-        if para_lang is None:
-            raise InputError(para_path, "langs", "the paraphrase table names no language",
-                             "rebuild it with the extract_paraphrase and reduce_paraphrase rules")
-        if para_lengths is not None and lengths is not None:
-            lengths = pl.concat([lengths, pl.read_parquet(para_lengths)])
-        para = (of_lang, para_lang, para_table)
+        para, lengths = paraphrase_input(*paraphrase, lengths)
     stats = paired_stats(table, n_pairs=n_pairs_of(maxacts_path, table), d_sae=int(d_sae),
                          langs=langs, lengths=lengths,
                          vocab=pl.read_parquet(vocab_path) if vocab_path is not None else None,
@@ -56,6 +47,24 @@ def paired_stats_file(maxacts_path: str | Path, out_path: str | Path, *, langs: 
                          "paraphrase": None if para is None else list(para[:2])}
     write_parquet(stats, out_path, provenance)
     return stats
+
+
+def paraphrase_input(of_lang: str, para_path: str | Path, para_lengths: str | Path | None,
+                     lengths: pl.DataFrame | None,
+                     ) -> tuple[tuple[str, str, pl.LazyFrame], pl.DataFrame | None]:
+    """The ``paraphrase`` argument of ``paired_stats`` from the paraphrase's max table (its
+    language named by the extraction's provenance, else by its rows), and the lengths table
+    with the paraphrase's lengths appended."""
+    para_table = pl.scan_parquet(para_path)
+    para_lang = (read_metadata(para_path).get("langs")
+                 or para_table.select(pl.col("lang").unique()).collect()["lang"].to_list()
+                 or [None])[0]
+    if para_lang is None:
+        raise InputError(para_path, "langs", "the paraphrase table names no language",
+                         "rebuild it with the extract_paraphrase and reduce_paraphrase rules")
+    if para_lengths is not None and lengths is not None:
+        lengths = pl.concat([lengths, pl.read_parquet(para_lengths)])
+    return (of_lang, para_lang, para_table), lengths
 
 
 def classify_file(stats_path: str | Path, out_path: str | Path, *, langs: Sequence[str],
