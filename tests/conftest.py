@@ -22,6 +22,26 @@ needs_sword = pytest.mark.skipif(
     reason="Debian sword-text-kjv and sword-text-sparv are not installed (CI installs them)")
 
 
+# pytest-xdist (`-n auto --dist loadgroup`, pyproject): the tests of one file share its module
+# fixtures (a finished DAG, a running cluster, a converted model), so a file is one group and runs
+# in one worker; a test may name its own group (the language DAGs). Groups are handed out in
+# collection order, so the long ones go first and the short ones fill in around them.
+LONG_GROUPS = ("test_slurm", "test_workflow", "three", "en-fr", "test_faults", "test_slow_gemma")
+
+
+def _group(item: pytest.Item) -> str:
+    return next(item.iter_markers("xdist_group")).args[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not any(item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    rank = {group: i for i, group in enumerate(LONG_GROUPS)}
+    items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: file order within
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     from polyglot_sae.model.load import ModelConfig, prepare_model

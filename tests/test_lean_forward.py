@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from conftest import N_LAYERS, ROOT, tiny_gemma
+from conftest import N_LAYERS, tiny_gemma
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from polyglot_sae.model.lean_forward import LeanForward, lean_forward_for
@@ -143,33 +143,6 @@ def test_unsupported_models_and_hooks_give_none(gemma3):
     with gemma3.hooks(fwd_hooks=[("blocks.0.hook_mlp_out", lambda act, hook: act)]):  # noqa: ARG005
         assert lean_forward_for(gemma3, "blocks.1.hook_resid_post") is None
     assert lean_forward_for(gemma3, "blocks.1.hook_resid_post") is not None
-
-
-@pytest.mark.slow
-def test_real_gemma3_270m_equals_transformer_lens(tmp_path):
-    from polyglot_sae.model.load import ModelConfig, load_model, prepare_model
-
-    prepared = ROOT / "resources" / "models" / "gemma-3-270m"
-    if not (prepared / "polyglot_model.json").exists():  # as test_slow_gemma: convert (~1.5 min)
-        prepared = prepare_model(ModelConfig(), tmp_path / "gemma-3-270m")
-    model = load_model(prepared)
-    texts = ["In the beginning God created the heaven and the earth.", "Jesus wept.",
-             "EN el principio crió Dios los cielos y la tierra.",
-             "Y dijo Dios: Sea la luz: y fué la luz."]
-    ids = [model.tokenizer(t)["input_ids"] for t in texts]
-    lengths = [len(i) for i in ids]
-    tokens = torch.full((len(ids), max(lengths)), model.tokenizer.pad_token_id)
-    for row, i in enumerate(ids):
-        tokens[row, : len(i)] = torch.tensor(i)
-    hook = "blocks.12.hook_resid_post"
-    captured = {}
-
-    def keep(act, hook):  # noqa: ARG001 (TransformerLens passes the hook point)
-        captured["acts"] = act
-
-    with torch.inference_mode(), model.hooks(fwd_hooks=[(hook, keep)]):  # as hook_batches does
-        model(tokens, stop_at_layer=13)
-    assert_close_real(lean_forward_for(model, hook)(tokens), captured["acts"], lengths, tol=1e-5)
 
 
 def test_compiled_blocks_equal_eager(gemma2, gemma3):

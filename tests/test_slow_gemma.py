@@ -64,3 +64,25 @@ def test_max_activations_equal_run_with_cache_with_saes(gemma):
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3 * float(ref.max()) * 1e-3)
         compared += int((ref > 0).sum())
     assert compared > 100
+
+
+def test_lean_forward_equals_transformer_lens(gemma):
+    """The real model's lean forward (the default extraction path) against TransformerLens."""
+    from test_lean_forward import assert_close_real
+
+    from polyglot_sae.model.lean_forward import lean_forward_for
+
+    texts = TEXTS["en"][:2] + TEXTS["es"][::2]
+    ids = [gemma.tokenizer(t)["input_ids"] for t in texts]
+    lengths = [len(i) for i in ids]
+    tokens = torch.full((len(ids), max(lengths)), gemma.tokenizer.pad_token_id)
+    for row, i in enumerate(ids):
+        tokens[row, : len(i)] = torch.tensor(i)
+    captured = {}
+
+    def keep(act, hook):  # noqa: ARG001 (TransformerLens passes the hook point)
+        captured["acts"] = act
+
+    with torch.inference_mode(), gemma.hooks(fwd_hooks=[(HOOK, keep)]):  # as hook_batches does
+        gemma(tokens, stop_at_layer=13)
+    assert_close_real(lean_forward_for(gemma, HOOK)(tokens), captured["acts"], lengths, tol=1e-5)

@@ -409,7 +409,10 @@ def test_bad_hook_and_wrong_width_fail_clearly_and_lose_nothing(finished, tmp_pa
     _edit_config(workdir, add_bad_saes)
     maxacts = workdir / "results" / "tiny" / "maxacts" / "tiny-sae.parquet"
     stamp = maxacts.stat().st_mtime_ns
-    proc = run_snakemake(workdir, "--cores", "2", "--keep-going", check=False, timeout=1200)
+    # The first job of each that checks the SAE against the model: training activations for the
+    # bad hook, the quality evaluation for the bad width.
+    proc = run_snakemake(workdir, "--cores", "2", "--keep-going", "resources/saes/tiny/bad-hook",
+                         "results/tiny/sae_quality/bad-width.json", check=False, timeout=1200)
     assert proc.returncode != 0
     logs = {p.name: p.read_text() for p in (workdir / "logs").rglob("*.log")}
     hook_log = next(t for t in logs.values() if "no hook named 'blocks.9.hook_resid_post'" in t)
@@ -433,40 +436,3 @@ def test_seed_preset_builds_its_dag(tmp_path):
     assert jobs["shards"] == 1 and "extract" not in jobs
     assert jobs["build_sae"] == 1 and jobs["score"] == 2
     assert "cache_train_acts" not in jobs  # a pretrained SAE needs no training activations
-
-
-FRENCH = ["Dieu", "eau", "roi", "maison", "lumière", "pain", "ville", "rivière"]
-
-
-@pytest.mark.parametrize("langs", [("en", "es", "fr"), ("en", "fr")], ids=["three", "en-fr"])
-def test_other_languages_run_the_whole_dag(tmp_path, langs):
-    """Languages come from the config everywhere: three languages, and a pair without Spanish,
-    run the default DAG (lighter settings: one ladder width, fewer permutations)."""
-    workdir = tmp_path / "dag"
-    workdir.mkdir()
-    config = tiny_config(workdir)
-    fr = workdir / "corpus.fr.txt"
-    fr.write_text("".join(f"Le {FRENCH[i % 8]} et la {FRENCH[(3 * i + 1) % 8]} furent vus le "
-                          f"jour {i}.\n" for i in range(48)))
-    files = {**config["corpus"]["files"], "fr": str(fr)}
-    config["corpus"].update(langs=list(langs), files={lang: files[lang] for lang in langs})
-    # seed is the published code's two-language arithmetic; exact and paired take any number
-    config["score"].update(methods=["paired", "exact"] + (["seed"] if len(langs) == 2 else []),
-                           permutations=19)
-    config["sweeps"].update(ablation_sizes=[10], bootstrap=2, ablation_permutations=9)
-    config["mcs"].update(widths=[96])
-    config["logit_lens"].update(null_directions=8)
-    write_config(workdir, config)
-    run_snakemake(workdir, "--cores", "2", timeout=2400)
-    res = workdir / "results" / "tiny"
-    paired = pl.read_parquet(res / "scores" / "tiny-sae.paired.parquet")
-    assert {f"n_fire_{lang}" for lang in langs} <= set(paired.columns)
-    crosstab = pl.read_parquet(res / "logit_lens" / "tiny-sae.exact.crosstab.parquet")
-    assert set(crosstab["promotes"].cast(pl.String)) == {*langs, "several", "neither"}
-    lexicon = pl.read_parquet(res / "lexicon" / "tiny-sae.parquet")
-    # en-es has a dictionary installed (install.sh); a pair without one is a stated skip
-    assert ("en-es" in set(lexicon["langs"])) == ("es" in langs)
-    assert lexicon.filter(pl.col("langs").str.contains("fr"))["note"].str.starts_with("skipped").all()
-    summary = (res / "summary.md").read_text()
-    assert all(f"{lang}-specific" in summary for lang in langs)
-    assert (res / "pages" / "tiny-sae.paired" / "index.html").exists()

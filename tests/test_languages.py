@@ -1,0 +1,49 @@
+"""Languages come from the config everywhere: the whole default DAG on a tiny three-language
+corpus and on an English-French one (no Spanish, no dictionary)."""
+
+import polars as pl
+import pytest
+from conftest import run_snakemake, write_config
+from test_workflow import tiny_config
+
+pytestmark = pytest.mark.integration
+
+FRENCH = ["Dieu", "eau", "roi", "maison", "lumière", "pain", "ville", "rivière"]
+
+
+# Each runs a whole DAG: their own xdist groups, so the two can run side by side.
+@pytest.mark.parametrize("langs", [
+    pytest.param(("en", "es", "fr"), id="three", marks=pytest.mark.xdist_group("three")),
+    pytest.param(("en", "fr"), id="en-fr", marks=pytest.mark.xdist_group("en-fr")),
+])
+def test_other_languages_run_the_whole_dag(tmp_path, langs):
+    """Languages come from the config everywhere: three languages, and a pair without Spanish,
+    run the default DAG (lighter settings: one ladder width, fewer permutations)."""
+    workdir = tmp_path / "dag"
+    workdir.mkdir()
+    config = tiny_config(workdir)
+    fr = workdir / "corpus.fr.txt"
+    fr.write_text("".join(f"Le {FRENCH[i % 8]} et la {FRENCH[(3 * i + 1) % 8]} furent vus le "
+                          f"jour {i}.\n" for i in range(48)))
+    files = {**config["corpus"]["files"], "fr": str(fr)}
+    config["corpus"].update(langs=list(langs), files={lang: files[lang] for lang in langs})
+    # seed is the published code's two-language arithmetic; exact and paired take any number
+    config["score"].update(methods=["paired", "exact"] + (["seed"] if len(langs) == 2 else []),
+                           permutations=19)
+    config["sweeps"].update(ablation_sizes=[10], bootstrap=2, ablation_permutations=9)
+    config["mcs"].update(widths=[96])
+    config["logit_lens"].update(null_directions=8)
+    write_config(workdir, config)
+    run_snakemake(workdir, "--cores", "2", timeout=2400)
+    res = workdir / "results" / "tiny"
+    paired = pl.read_parquet(res / "scores" / "tiny-sae.paired.parquet")
+    assert {f"n_fire_{lang}" for lang in langs} <= set(paired.columns)
+    crosstab = pl.read_parquet(res / "logit_lens" / "tiny-sae.exact.crosstab.parquet")
+    assert set(crosstab["promotes"].cast(pl.String)) == {*langs, "several", "neither"}
+    lexicon = pl.read_parquet(res / "lexicon" / "tiny-sae.parquet")
+    # en-es has a dictionary installed (install.sh); a pair without one is a stated skip
+    assert ("en-es" in set(lexicon["langs"])) == ("es" in langs)
+    assert lexicon.filter(pl.col("langs").str.contains("fr"))["note"].str.starts_with("skipped").all()
+    summary = (res / "summary.md").read_text()
+    assert all(f"{lang}-specific" in summary for lang in langs)
+    assert (res / "pages" / "tiny-sae.paired" / "index.html").exists()
