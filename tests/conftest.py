@@ -22,24 +22,36 @@ needs_sword = pytest.mark.skipif(
     reason="Debian sword-text-kjv and sword-text-sparv are not installed (CI installs them)")
 
 
-# pytest-xdist (`-n auto --dist loadgroup`, pyproject): the tests of one file share its module
-# fixtures (a finished DAG, a running cluster, a converted model), so a file is one group and runs
-# in one worker; a test may name its own group (the language DAGs). Groups are handed out in
+# pytest-xdist (`-n auto`, pyproject): the tests of one file share its module fixtures (a
+# finished DAG, a running cluster, a converted model), so a file runs in one worker, except the
+# files below, whose tests each run a whole DAG of their own. Files are handed out in
 # collection order, so the long ones go first and the short ones fill in around them.
-LONG_GROUPS = ("test_slurm", "test_workflow", "three", "en-fr", "test_faults", "test_slow_gemma")
+LONG_FILES = ("test_slurm.py", "test_workflow.py", "test_languages.py", "test_faults.py",
+              "test_layer_sweep.py", "test_slow_gemma.py")
+SPLIT_FILES = ("test_languages.py",)
 
 
-def _group(item: pytest.Item) -> str:
-    return next(item.iter_markers("xdist_group")).args[0]
+def _file(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if not any(item.iter_markers("xdist_group")):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-    rank = {group: i for i, group in enumerate(LONG_GROUPS)}
-    items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: file order within
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(_file(item.nodeid), len(rank)))  # stable
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Scopes by file (xdist's own `loadgroup` cannot tag tests under pytest 9, whose node ids
+    it no longer rewrites), in collection order."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScopes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid if _file(nodeid) in SPLIT_FILES else nodeid.split("::", 1)[0]
+
+    config.option.loadscopereorder = False
+    return FileScopes(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ import pytest
 import torch
 from conftest import make_jumprelu, sample_corpus
 
-from polyglot_sae.activations.extract import ACTS_SCHEMA, ExtractConfig, extract_sparse, token_table, tokenize
+from polyglot_sae.activations.extract import ACTS_SCHEMA, ExtractConfig, extract_sparse, token_table
+from polyglot_sae.activations.forward import tokenize
 from polyglot_sae.atomic_io import read_metadata, write_parquet
 from polyglot_sae.activations.reduce import reduce_max, sentence_lengths
 
@@ -199,7 +200,7 @@ def test_results_do_not_depend_on_batches_or_input_order(tiny_model, sae, pairs)
 
 
 def test_length_batches_cover_every_sentence_once_within_budget():
-    from polyglot_sae.activations.extract import length_batches
+    from polyglot_sae.activations.forward import length_batches
 
     lengths = [5, 1, 9, 3, 3, 40, 7, 2, 9]
     for batch_size, budget in ((4, None), (1, None), (32, 18), (32, 9), (32, 1)):
@@ -217,7 +218,8 @@ def test_length_batches_cover_every_sentence_once_within_budget():
 
 def test_special_tokens_never_kept(tiny_model, sae):
     """EOS inside a sentence and BOS are excluded wherever they sit."""
-    from polyglot_sae.activations.extract import Sentence, sparse_activations
+    from polyglot_sae.activations.extract import sparse_activations
+    from polyglot_sae.activations.forward import Sentence
 
     tok = tiny_model.tokenizer
     ids = tok("The king and the river")["input_ids"]
@@ -229,7 +231,8 @@ def test_special_tokens_never_kept(tiny_model, sae):
 
 
 def test_duplicate_sentences_refused(tiny_model, sae):
-    from polyglot_sae.activations.extract import Sentence, sparse_activations
+    from polyglot_sae.activations.extract import sparse_activations
+    from polyglot_sae.activations.forward import Sentence
 
     s = Sentence(0, "en", [2, 50, 60])
     with pytest.raises(ValueError, match="once"):
@@ -240,7 +243,7 @@ def test_duplicate_sentences_refused(tiny_model, sae):
 
 def test_hook_batches_leave_no_hook_or_inference_mode_between_batches(tiny_model, pairs):
     """The caller runs its own passes between batches (sae_eval splices the SAE in)."""
-    from polyglot_sae.activations.extract import hook_batches
+    from polyglot_sae.activations.forward import hook_batches
 
     sentences = tokenize(tiny_model.tokenizer, pairs, 256)
     seen = 0
@@ -357,7 +360,7 @@ def test_writer_thread_leaves_no_partial_file(tiny_model, pairs, tmp_path, monke
 
 
 def _random_sentences(n: int, d_vocab: int, seed: int = 0) -> list:
-    from polyglot_sae.activations.extract import Sentence
+    from polyglot_sae.activations.forward import Sentence
 
     rng = np.random.default_rng(seed)
     return [Sentence(i // 2, ("en", "es")[i % 2],

@@ -11,11 +11,8 @@ pytestmark = pytest.mark.integration
 FRENCH = ["Dieu", "eau", "roi", "maison", "lumière", "pain", "ville", "rivière"]
 
 
-# Each runs a whole DAG: their own xdist groups, so the two can run side by side.
-@pytest.mark.parametrize("langs", [
-    pytest.param(("en", "es", "fr"), id="three", marks=pytest.mark.xdist_group("three")),
-    pytest.param(("en", "fr"), id="en-fr", marks=pytest.mark.xdist_group("en-fr")),
-])
+# Each runs a whole DAG: the two may run side by side (conftest.SPLIT_FILES).
+@pytest.mark.parametrize("langs", [("en", "es", "fr"), ("en", "fr")], ids=["three", "en-fr"])
 def test_other_languages_run_the_whole_dag(tmp_path, langs):
     """Languages come from the config everywhere: three languages, and a pair without Spanish,
     run the default DAG (lighter settings: one ladder width, fewer permutations)."""

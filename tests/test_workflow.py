@@ -318,7 +318,7 @@ CONFIG_RERUNS = [
      READS_ACTS | {"shards", "reduce_paraphrase"}),
     ("split.score_pairs", {"split": {"score_pairs": 25}},
      READS_ACTS | {"split", "shards", "evaluate_sae", "reduce_paraphrase"}),
-    ("saes[].train", {"saes": {"lr": 1.0e-3}}, READS_SAE),
+    ("saes[].train", {"saes": {"lr": 1.0e-3}}, READS_SAE | {"check_sae"}),
     ("extract", {"extract": {"batch_size": 4}}, READS_SAE | {"cache_train_acts"}),
 ]
 
@@ -407,23 +407,25 @@ def test_bad_hook_and_wrong_width_fail_clearly_and_lose_nothing(finished, tmp_pa
         ]
 
     _edit_config(workdir, add_bad_saes)
-    maxacts = workdir / "results" / "tiny" / "maxacts" / "tiny-sae.parquet"
-    stamp = maxacts.stat().st_mtime_ns
-    # The first job of each that checks the SAE against the model: training activations for the
-    # bad hook, the quality evaluation for the bad width.
-    proc = run_snakemake(workdir, "--cores", "2", "--keep-going", "resources/saes/tiny/bad-hook",
-                         "results/tiny/sae_quality/bad-width.json", check=False, timeout=1200)
+    res = workdir / "results"
+    # the finished SAE's results, and the files that one pass writes for every SAE
+    kept = [res / "tiny" / "maxacts" / "tiny-sae.parquet", *(res / "tiny" / "acts").rglob("*.parquet"),
+            *(res / "toy" / "train_acts").rglob("*.safetensors")]
+    stamps = {p: p.stat().st_mtime_ns for p in kept}
+    proc = run_snakemake(workdir, "--cores", "2", "--keep-going", check=False, timeout=1200)
     assert proc.returncode != 0
     logs = {p.name: p.read_text() for p in (workdir / "logs").rglob("*.log")}
     hook_log = next(t for t in logs.values() if "no hook named 'blocks.9.hook_resid_post'" in t)
-    # Where, what and which hooks exist (the tiny model has 2 layers), then what to do.
-    assert ("config saes[] with hook blocks.9.hook_resid_post: hook: the model has no hook named "
+    # Which entry, what and which hooks exist (the tiny model has 2 layers), then what to do.
+    assert ("config saes[bad-hook]: hook: the model has no hook named "
             "'blocks.9.hook_resid_post' (2 layers; e.g. ['blocks.0.hook_resid_post', "
             "'blocks.1.hook_resid_post']). Fix: use a hook point of this model" in hook_log), hook_log
     assert any("saes[bad-width] (resources/saes/tiny/bad-width): d_in: the SAE reads vectors of "
                "width 40 but blocks.1.hook_resid_post has width 32" in t for t in logs.values())
-    assert maxacts.stat().st_mtime_ns == stamp  # the finished SAE's results are untouched
-    assert not list((workdir / "results").rglob(".*.tmp"))  # no partial files
+    # Both failed in their own check: the jobs serving every SAE (training cache, extraction)
+    # never started, so they deleted nothing.
+    assert len(stamps) > 3 and {p: p.stat().st_mtime_ns for p in kept} == stamps
+    assert not list(res.rglob(".*.tmp"))  # no partial files
 
 
 def test_seed_preset_builds_its_dag(tmp_path):

@@ -1,12 +1,21 @@
 # Paths, wildcard constraints and the per-rule parameter dicts (one dict per rule, so that
 # Snakemake's params tracking reruns exactly what a config change affects).
 import json
+import sys
 from pathlib import Path
+
+from polyglot_sae.errors import InputError
+from polyglot_sae.layers.profile import check_one_per_hook
 
 RUN = config["run"]
 CORPUS = config["corpus"]["name"]
 MODEL = config["model"]["name"]
 SAES = {s["id"]: s for s in config["saes"]}
+# Hooks whose training activations are cached (one job, one pass), and the SAEs at each.
+TRAIN_HOOKS = {}
+for _entry in SAES.values():
+    if _entry["source"] == "train":
+        TRAIN_HOOKS.setdefault(_entry["hook"], []).append(_entry["id"])
 METHODS = config["score"]["methods"]
 # The seed's two methods rank by the BI score; their figures, sweeps and null do not apply to
 # `paired`, which has its own (workflow/rules/paired.smk).
@@ -14,6 +23,7 @@ BI_METHODS = [m for m in METHODS if m != "paired"]
 PAIRED = "paired" in METHODS
 PARAPHRASE = config["corpus"].get("paraphrase")
 LEXICON = config["lexicon"]["enabled"]
+LOGIT_LENS = config["logit_lens"]["enabled"]
 ENV = "../../envs/polyglot-sae.yaml"
 SUMMARY = f"results/{RUN}/summary.md"
 
@@ -57,27 +67,74 @@ def shard_manifest():
 
 
 def shard_files(kind):
-    """Input function: one SAE's per-shard files of `kind` (acts or tokens)."""
+    """Input function: one SAE's per-shard files of `kind` (acts or tokens).
+
+    Their timestamps do not count (`ancient`): an extraction job writes every SAE's tables of
+    its shard in one pass, so adding an SAE rewrites the others' with the same numbers, and that
+    must not rerun their analyses. What the tables are computed from decides instead: the model
+    and SAE folders (inputs of the readers) and `extraction_key` (their params)."""
 
     def files(wildcards):
         return [
-            f"results/{wildcards.run}/{kind}/{wildcards.sae}/{shard}.parquet"
+            ancient(f"results/{wildcards.run}/{kind}/{wildcards.sae}/{shard}.parquet")
             for shard in shard_manifest()
         ]
 
     return files
 
 
+def extraction_key(wildcards):
+    """What one SAE's extracted tables depend on besides the model and SAE folders: its entry,
+    the content of every shard, the languages and the extraction settings."""
+    return {
+        "sae": SAES[wildcards.sae],
+        "shards": shard_manifest(),
+        "langs": config["corpus"]["langs"],
+        "extract": config["extract"],
+    }
+
+
 def sae_entry(wildcards):
     return SAES[wildcards.sae]
 
 
+def sae_check(sae):
+    return f"resources/saes/{MODEL}/{sae}.check.json"
+
+
+def check_inputs(wildcards):
+    """An SAE from elsewhere is checked against the hook's width; a trained one needs only its
+    hook to exist (it is trained on that hook's activations)."""
+    if sae_entry(wildcards)["source"] == "train":
+        return {}
+    return {"sae": f"resources/saes/{MODEL}/{wildcards.sae}"}
+
+
+def train_acts(hook):
+    return f"results/{CORPUS}/train_acts/{MODEL}/{hook}.safetensors"
+
+
 def sae_inputs(wildcards):
-    """Trained SAEs need the cached training activations at their hook; others nothing."""
+    """Trained SAEs need the cached training activations at their hook; others nothing.
+
+    The cache's timestamp does not count (`ancient`): one job caches every hook in one pass, so
+    adding a hook rewrites the others' caches with the same numbers, and that must not retrain
+    their SAEs. What the cache is computed from decides instead: the training split (its file),
+    the model (its folder) and the extraction settings (`train_params`)."""
     entry = sae_entry(wildcards)
     if entry["source"] != "train":
         return {}
-    return {"acts": f"results/{CORPUS}/train_acts/{MODEL}/{entry['hook']}.safetensors"}
+    return {
+        "acts": ancient(train_acts(entry["hook"])),
+        "train_split": f"results/{CORPUS}/split/train.parquet",
+    }
+
+
+def train_params(entry):
+    """A training job's settings: the SAE entry, and for a trained one the cache's settings."""
+    if entry["source"] != "train":
+        return entry
+    return {**entry, "cache": config["extract"]}
 
 
 def ladder_entry(sae, width, seed):
@@ -214,10 +271,12 @@ def paraphrase_sources(wildcards):
 
 
 def extract_params(wildcards, langs):
-    """What an extraction job's tables depend on: hook, SAE, the shard's content, languages."""
+    """What an extraction job's tables depend on: the SAEs and their hooks, the shard's content,
+    the languages."""
     return {
-        "hook": sae_entry(wildcards)["hook"],
-        "sae_id": wildcards.sae,
+        "sae_ids": list(SAES),
+        "hooks": [s["hook"] for s in SAES.values()],
+        "saes": list(SAES.values()),
         "shard": {
             "index": int(wildcards.shard),
             "shard_pairs": config["split"]["shard_pairs"],
@@ -239,7 +298,8 @@ def paraphrase_table(wildcards):
 
 
 def paired_summary_inputs(wildcards):
-    """The paired method's extras: words, the lexicon check, the paraphrase alignment."""
+    """The paired method's extras: words, the lexicon check, the paraphrase alignment, the
+    layer profile."""
     if not PAIRED:
         return {}
     extras = {
@@ -253,4 +313,57 @@ def paired_summary_inputs(wildcards):
         )
     if PARAPHRASE:
         extras["paraphrase"] = f"results/{CORPUS}/paraphrase_stats.json"
+    if LAYER_SAES:
+        extras["layers"] = f"results/{wildcards.run}/sweeps/layers.parquet"
     return extras
+
+
+def layer_saes():
+    """The SAEs of the layer profile: those of `layers.saes`, checked (known ids, one per hook);
+    unset, every SAE when each sits at its own hook (else none, with a note on how to choose).
+    The profile is planned when they span two or more hooks and the paired method runs.
+    """
+    chosen = config["layers"]["saes"]
+    ids = chosen or list(SAES)
+    unknown = [i for i in ids if i not in SAES]
+    if unknown:
+        raise InputError(
+            "config layers.saes",
+            "saes",
+            f"no SAE with id {unknown} (saes[] has {list(SAES)})",
+            "list ids of saes[] entries",
+        )
+    hooks = [SAES[i]["hook"] for i in ids]
+    if not PAIRED or len(set(hooks)) < 2:
+        return []
+    if chosen is None and len(set(hooks)) < len(hooks):
+        print(
+            "note: no layer profile: several SAEs share a hook; list one SAE per hook in "
+            "layers.saes to get it",
+            file=sys.stderr,
+        )
+        return []
+    check_one_per_hook([SAES[i] for i in ids])
+    return ids
+
+
+def layer_inputs(wildcards):
+    """Per profiled SAE, the tables its row is read from."""
+    run = wildcards.run
+    files = {
+        "quality": [f"results/{run}/sae_quality/{s}.json" for s in LAYER_SAES],
+        "paired": [f"results/{run}/scores/{s}.paired.parquet" for s in LAYER_SAES],
+        "maxacts": [f"results/{run}/maxacts/{s}.parquet" for s in LAYER_SAES],
+    }
+    if PARAPHRASE:
+        files["para"] = [f"results/{run}/maxacts/{s}.para.parquet" for s in LAYER_SAES]
+    if LOGIT_LENS:
+        files["enrichment"] = [
+            f"results/{run}/logit_lens/{s}.enrichment.parquet" for s in LAYER_SAES
+        ]
+    return files
+
+
+LAYER_SAES = layer_saes()
+if LAYER_SAES:
+    FIGURES.append(f"results/{RUN}/sweeps/layers.png")

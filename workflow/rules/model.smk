@@ -18,23 +18,52 @@ rule prepare_model:
         "../scripts/prepare_model.py"
 
 
-rule cache_train_acts:
+# Each SAE against the model (its hook exists; an SAE from elsewhere reads the hook's width)
+# before the jobs that serve every SAE at once: one bad entry must fail here, not there, where
+# Snakemake would first delete the other SAEs' finished outputs.
+rule check_sae:
     input:
+        unpack(check_inputs),
         model=f"resources/models/{MODEL}",
-        pairs=f"results/{CORPUS}/split/train.parquet",
     output:
-        acts=f"results/{CORPUS}/train_acts/{MODEL}/{{hook}}.safetensors",
+        check=f"resources/saes/{MODEL}/{{sae}}.check.json",
     log:
-        f"logs/{CORPUS}/train_acts/{MODEL}/{{hook}}.log",
+        f"logs/saes/{MODEL}/{{sae}}.check.log",
     benchmark:
-        f"benchmarks/{CORPUS}/train_acts/{MODEL}/{{hook}}.tsv"
+        f"benchmarks/saes/{MODEL}/{{sae}}.check.tsv"
     conda:
         ENV
-    threads: 2
     params:
-        cfg=lambda w: {"hook": w.hook, "extract": config["extract"]},
+        cfg=lambda w: sae_entry(w),
     script:
-        "../scripts/cache_train_acts.py"
+        "../scripts/check_sae.py"
+
+
+# One job for every hook with a trained SAE: the model runs once, to the deepest.
+if TRAIN_HOOKS:
+
+    rule cache_train_acts:
+        input:
+            model=f"resources/models/{MODEL}",
+            pairs=f"results/{CORPUS}/split/train.parquet",
+            checks=[ancient(sae_check(s)) for ids in TRAIN_HOOKS.values() for s in ids],
+        output:
+            acts=[train_acts(hook) for hook in TRAIN_HOOKS],
+        log:
+            f"logs/{CORPUS}/train_acts/{MODEL}.log",
+        benchmark:
+            f"benchmarks/{CORPUS}/train_acts/{MODEL}.tsv"
+        conda:
+            ENV
+        threads: 2
+        params:
+            cfg={
+                "hooks": list(TRAIN_HOOKS),
+                "sae_ids": list(TRAIN_HOOKS.values()),
+                "extract": config["extract"],
+            },
+        script:
+            "../scripts/cache_train_acts.py"
 
 
 rule build_sae:
@@ -51,7 +80,7 @@ rule build_sae:
         ENV
     threads: 2
     params:
-        cfg=lambda w: sae_entry(w),
+        cfg=lambda w: train_params(sae_entry(w)),
     script:
         "../scripts/build_sae.py"
 

@@ -1,16 +1,16 @@
-"""Activations at a hook point: sparse SAE features per token, or dense vectors for training.
+"""Sparse SAE features per token at one or several hooks, or dense vectors for training.
 
-The model runs only up to the hook's layer (no logits, no full cache), on length-sorted batches
-padded on the right: with causal attention the real tokens never see the padding, so the result
-is exact for them and the padding costs little. Only the real tokens go through the SAE, and the
-sparse rows are put in order by a linear-time sort on the sentence (`python -m polyglot_sae.bench
-extract` compares this with the seed's path).
+The forward pass is `forward.py`'s: SAEs at several hooks share one pass to the deepest of them
+(the hooks the lean forward serves share one pass, any others one TransformerLens pass, so each
+hook gets the numbers a pass for it alone gives, bit for bit). Only the real tokens go through
+each SAE, and the sparse rows are put in order by a linear-time sort on the sentence (`python -m
+polyglot_sae.bench extract` compares this with the seed's path); each SAE's table is sorted and
+written by its own threads while the model runs the next block.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import queue
 import sys
 import threading
@@ -19,18 +19,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 import torch
-from jaxtyping import Bool, Float, Int
-from tqdm.auto import tqdm
+from jaxtyping import Float, Int
 
+from polyglot_sae.activations.forward import (Batch, Sentence, hook_batches, lean_forward,
+                                              tokenize)
 from polyglot_sae.atomic_io import write_parquet_parts
 from polyglot_sae.device import resolve_device
-from polyglot_sae.model.lean_forward import LeanForward, lean_forward_for
-from polyglot_sae.model.load import special_token_ids, stop_layer
+from polyglot_sae.model.lean_forward import LeanForward, lean_supports
+from polyglot_sae.model.load import special_token_ids
 
 ACTS_SCHEMA = {"pair_id": pl.UInt32, "lang": pl.String, "token_pos": pl.UInt16,
                "feature_id": pl.UInt32, "value": pl.Float32}
@@ -61,133 +62,6 @@ class ExtractConfig:
     device: str = "auto"  # auto: cuda when available, else cpu
 
 
-@dataclass(frozen=True)
-class Sentence:
-    pair_id: int
-    lang: str
-    token_ids: list[int]
-
-
-def tokenize(tokenizer, pairs: pl.DataFrame, max_tokens: int) -> list[Sentence]:
-    """Tokens with BOS first, as the model saw them in training."""
-    texts = pairs["text"].to_list()
-    encoded = tokenizer(texts, add_special_tokens=True)["input_ids"]
-    bos = tokenizer.bos_token_id
-    out = []
-    for pair_id, lang, ids in zip(pairs["pair_id"].to_list(), pairs["lang"].to_list(), encoded):
-        if bos is not None and (not ids or ids[0] != bos):
-            ids = [bos, *ids]
-        out.append(Sentence(pair_id, lang, ids[:max_tokens]))
-    return out
-
-
-@dataclass(frozen=True)
-class Batch:
-    sentences: list[Sentence]
-    index: Int[np.ndarray, " batch"]  # of each sentence in the list given to hook_batches
-    tokens: Int[torch.Tensor, "batch pos"]  # right-padded, on the model's device
-    token_ids: Int[np.ndarray, "batch pos"]  # the same on the host
-    inside: Bool[np.ndarray, "batch pos"]  # positions inside the sentence (not padding)
-    acts: Float[torch.Tensor, "batch pos d_model"]  # at the hook
-    logits: Float[torch.Tensor, "batch pos d_vocab"] | None  # when asked for
-
-    def real(self, special: set[int]) -> Bool[np.ndarray, "batch pos"]:
-        """The positions that count: inside a sentence and not a special token (BOS, EOS)."""
-        return self.inside & ~np.isin(self.token_ids, np.fromiter(special, np.int64, len(special)))
-
-
-def length_batches(lengths: Sequence[int], batch_size: int,
-                   batch_tokens: int | None = None) -> list[list[int]]:
-    """Indices in batches of similar length (sorted by length, then index), so right-padding
-    wastes little: `batch_size` sentences each, or with `batch_tokens` as many as fit in that
-    many tokens padding included (at least one)."""
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    if batch_tokens is None:
-        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    batches: list[list[int]] = []
-    for i in order:  # ascending: the newest sentence sets the batch's width
-        if batches and (len(batches[-1]) + 1) * lengths[i] <= batch_tokens:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
-
-
-class _Packed:
-    """Every sentence's token ids in one flat array, so that a batch is padded by one numpy
-    gather: a loop over the sentences would keep a GPU idle (~0.6 s per 16k sentences)."""
-
-    def __init__(self, sentences: Sequence[Sentence]):
-        self.lengths = np.fromiter((len(s.token_ids) for s in sentences), np.int64, len(sentences))
-        self.flat = np.fromiter(itertools.chain.from_iterable(s.token_ids for s in sentences),
-                                np.int64, int(self.lengths.sum()))
-        self.starts = np.cumsum(self.lengths) - self.lengths
-
-    def padded(self, idx: Int[np.ndarray, " batch"], pad: int,
-               ) -> tuple[Int[np.ndarray, "batch pos"], Bool[np.ndarray, "batch pos"]]:
-        """The sentences `idx` right-padded with `pad`, and which positions are inside them."""
-        lengths = self.lengths[idx, None]
-        cols = np.arange(lengths.max())
-        inside = cols < lengths
-        gathered = self.flat[self.starts[idx, None] + np.minimum(cols, lengths - 1)]
-        return np.where(inside, gathered, pad), inside
-
-
-def padded_tokens(batch: Sequence[Sentence], pad: int) -> Int[torch.Tensor, "batch pos"]:
-    return torch.from_numpy(_Packed(batch).padded(np.arange(len(batch)), pad)[0])
-
-
-def _lean_forward(model, hook: str, cfg: ExtractConfig) -> LeanForward | None:
-    """The lean forward `cfg` asks for, built once per extraction (it copies the block
-    weights); None: TransformerLens' forward."""
-    return lean_forward_for(model, hook, cfg.compile) if cfg.forward == "lean" else None
-
-
-def pad_token_id(model) -> int:
-    tokenizer = model.tokenizer
-    return (tokenizer.pad_token_id or 0) if tokenizer is not None else 0
-
-
-def hook_batches(model, hook: str, sentences: Sequence[Sentence], batch_size: int,
-                 desc: str = "extract", with_logits: bool = False,
-                 batch_tokens: int | None = None, lean: LeanForward | None = None,
-                 ) -> Iterator[Batch]:
-    """Length-sorted, right-padded batches with their hook activations; the model stops at the
-    hook's layer unless the logits are wanted too. `lean` (from `lean_forward`), when given,
-    computes the activations instead of TransformerLens.
-
-    TransformerLens' activation is taken by a forward hook rather than `run_with_cache`, which
-    would also build an ActivationCache per batch; the tensors are the same."""
-    pad = pad_token_id(model)
-    stop = None if with_logits else stop_layer(hook)
-    if with_logits:
-        lean = None
-    captured: dict[str, torch.Tensor] = {}
-
-    def keep(act, hook):  # noqa: ARG001 (TransformerLens passes the hook point)
-        captured["acts"] = act
-
-    packed = _Packed(sentences)
-    with tqdm(total=int(packed.lengths.sum()), desc=desc, unit="tok", file=sys.stderr,
-              mininterval=5) as bar:
-        for idx in length_batches(packed.lengths.tolist(), batch_size, batch_tokens):
-            index = np.asarray(idx, dtype=np.int64)
-            token_ids, inside = packed.padded(index, pad)
-            tokens = torch.from_numpy(token_ids).to(model.cfg.device, non_blocking=True)
-            logits = None
-            if lean is not None:
-                acts = lean(tokens)
-            else:
-                # Entered per batch, not around the loop: the caller runs its own passes between
-                # batches (sae_eval splices the SAE in) and must not see this hook or mode.
-                with torch.inference_mode(), model.hooks(fwd_hooks=[(hook, keep)]):
-                    out = model(tokens, stop_at_layer=stop, return_type="logits")
-                acts, logits = captured.pop("acts"), out if with_logits else None
-            yield Batch([sentences[i] for i in idx], index, tokens, token_ids, inside, acts,
-                        logits)
-            bar.update(int(packed.lengths[index].sum()))
-
-
 def extract_sparse(model, sae, hook: str, pairs: pl.DataFrame, cfg: ExtractConfig,
                    desc: str = "extract") -> pl.DataFrame:
     """Sparse SAE activations ``pair_id, lang, token_pos, feature_id, value`` (value > 0 only),
@@ -206,15 +80,16 @@ class _Encoded:
     ready: torch.cuda.Event | None  # recorded after `acts` on CUDA
 
 
-def _encode(sae, b: Batch, special: set[int]) -> _Encoded:
+def _encode(sae, b: Batch, hook_acts: Float[torch.Tensor, "batch pos d_model"],
+            special: set[int]) -> _Encoded:
     """Only the real tokens go through the SAE: no encoder work or mask multiply for padding
     and BOS. Their rows are chosen on the host from the token ids, so nothing waits for the
     device."""
-    width = b.acts.shape[1]
+    width = hook_acts.shape[1]
     rows_np, pos_np = np.nonzero(b.real(special))
-    flat = torch.from_numpy(rows_np * width + pos_np).to(b.acts.device, non_blocking=True)
+    flat = torch.from_numpy(rows_np * width + pos_np).to(hook_acts.device, non_blocking=True)
     with torch.inference_mode():
-        resid = b.acts.reshape(-1, b.acts.shape[-1]).index_select(0, flat)
+        resid = hook_acts.reshape(-1, hook_acts.shape[-1]).index_select(0, flat)
         acts = sae.encode(resid.to(sae.dtype))
     ready = None
     if acts.is_cuda:
@@ -256,27 +131,60 @@ def _chunks(sentences: Sequence[Sentence], chunk_tokens: int) -> list[list[Sente
     return chunks
 
 
-def _chunk_parts(model, sae, hook: str, sentences: Sequence[Sentence], cfg: ExtractConfig,
-                 desc: str, special: set[int] | None, chunk_tokens: int,
-                 ) -> Iterator[tuple[list[Sentence], list[dict[str, np.ndarray]]]]:
-    """Per block of sentences (`_chunks`), its sentences and the nonzero activations of its
-    batches. Blocks bound the memory and let a block's table be written while the next runs."""
+@dataclass(frozen=True)
+class Target:
+    """One SAE read at its hook, and (to be written) where its table goes."""
+
+    sae: Any  # an sae-lens SAE
+    hook: str
+    path: str | Path | None = None
+    metadata: dict | None = None
+
+
+def hook_groups(model, hooks: Sequence[str], cfg: ExtractConfig) -> list[tuple[bool, list[str]]]:
+    """The passes that serve `hooks`, each as (lean?, its hooks): one lean pass for the hooks
+    the lean forward covers (when the config asks for it), one TransformerLens pass for the
+    rest."""
+    hooks = list(dict.fromkeys(hooks))
+    lean = [h for h in hooks if cfg.forward == "lean" and lean_supports(model, h)]
+    rest = [h for h in hooks if h not in lean]
+    return [(is_lean, group) for is_lean, group in ((True, lean), (False, rest)) if group]
+
+
+def forward_passes(model, hooks: Sequence[str], cfg: ExtractConfig,
+                   ) -> list[tuple[LeanForward | None, list[str]]]:
+    """`hook_groups` with each lean pass's forward built (None: TransformerLens)."""
+    return [(lean_forward(model, group, cfg.forward, cfg.compile) if is_lean else None, group)
+            for is_lean, group in hook_groups(model, hooks, cfg)]
+
+
+def _chunk_parts(model, targets: Sequence[Target], sentences: Sequence[Sentence],
+                 cfg: ExtractConfig, desc: str, special: set[int] | None, chunk_tokens: int,
+                 ) -> Iterator[tuple[list[Sentence], list[list[dict[str, np.ndarray]]]]]:
+    """Per block of sentences (`_chunks`), its sentences and, per target, the nonzero
+    activations of its batches. Blocks bound the memory and let a block's tables be written
+    while the next runs."""
     if special is None:
         special = special_token_ids(model.tokenizer)
-    _encoder_transposed(sae)
+    for t in targets:
+        _encoder_transposed(t.sae)
     side_stream = torch.cuda.Stream() if str(model.cfg.device).startswith("cuda") else None
-    lean = _lean_forward(model, hook, cfg)
+    passes = forward_passes(model, [t.hook for t in targets], cfg)
     for chunk in _chunks(sentences, chunk_tokens):
-        parts: list[dict[str, np.ndarray]] = []
-        pending: _Encoded | None = None
-        for b in hook_batches(model, hook, chunk, cfg.batch_size, desc,
-                              batch_tokens=cfg.batch_tokens, lean=lean):
-            encoded = _encode(sae, b, special)
-            if pending is not None:
-                parts.append(_to_host(pending, side_stream))
-            pending = encoded
-        if pending is not None:
-            parts.append(_to_host(pending, side_stream))
+        parts: list[list[dict[str, np.ndarray]]] = [[] for _ in targets]
+        for lean, hooks in passes:
+            pending: dict[int, _Encoded] = {}
+            for b in hook_batches(model, hooks, chunk, cfg.batch_size, desc,
+                                  batch_tokens=cfg.batch_tokens, lean=lean):
+                for k, t in enumerate(targets):
+                    if t.hook not in b.at:
+                        continue
+                    encoded = _encode(t.sae, b, b.at[t.hook], special)
+                    if k in pending:  # the previous batch's, copied while this one computes
+                        parts[k].append(_to_host(pending[k], side_stream))
+                    pending[k] = encoded
+            for k, encoded in pending.items():
+                parts[k].append(_to_host(encoded, side_stream))
         yield chunk, parts
 
 
@@ -285,8 +193,9 @@ def sparse_activations(model, sae, hook: str, sentences: Sequence[Sentence], cfg
                        chunk_tokens: int = CHUNK_TOKENS) -> pl.DataFrame:
     """Sparse SAE activations of tokenized sentences (see `extract_sparse`); `special` (the token
     ids never kept) defaults to the tokenizer's special tokens."""
-    tables = [_sorted_table(chunk, parts) for chunk, parts in
-              _chunk_parts(model, sae, hook, sentences, cfg, desc, special, chunk_tokens)]
+    tables = [_sorted_table(chunk, parts[0]) for chunk, parts in
+              _chunk_parts(model, [Target(sae, hook)], sentences, cfg, desc, special,
+                           chunk_tokens)]
     return pl.concat(tables) if tables else pl.DataFrame(schema=ACTS_SCHEMA)
 
 
@@ -297,23 +206,23 @@ class _Aborted(Exception):
 _DONE = object()  # the last item for the writer thread
 
 
-def write_sparse_activations(model, sae, hook: str, sentences: Sequence[Sentence],
-                             cfg: ExtractConfig, path: str | Path, metadata: dict,
-                             desc: str = "extract", special: set[int] | None = None, *,
-                             chunk_tokens: int = CHUNK_TOKENS) -> int:
-    """`sparse_activations` written to `path` (atomically) as it comes: while the model runs a
-    block, a writer thread writes the block before it, sorted by a third thread. The rows
-    written."""
-    # memory: one block computing, one waiting, one being sorted, one being written
-    blocks: queue.Queue = queue.Queue(maxsize=1)
-    outcome: dict[str, object] = {}
+class _TableWriter:
+    """One table written (atomically) block by block by its own thread, while block k is
+    sorted by a third thread and block k-1 is written: at GPU speed, sorting then writing each
+    block in turn was slower than the model. Memory: one block waiting, one being sorted, one
+    being written."""
 
-    def tables() -> Iterator[pl.DataFrame]:
-        # Block k is sorted (numpy, which lets go of the GIL) while block k-1 is written: at
-        # GPU speed, sorting then writing each block in turn was slower than the model.
+    def __init__(self, path: str | Path, metadata: dict):
+        self.blocks: queue.Queue = queue.Queue(maxsize=1)
+        self.outcome: dict[str, object] = {}
+        self.thread = threading.Thread(target=self._write, args=(path, metadata),
+                                       name="acts-writer", daemon=True)
+        self.thread.start()
+
+    def _tables(self) -> Iterator[pl.DataFrame]:
         with ThreadPoolExecutor(1, thread_name_prefix="acts-sort") as sorter:
             pending = None
-            while (item := blocks.get()) is not _DONE:
+            while (item := self.blocks.get()) is not _DONE:
                 if isinstance(item, BaseException):
                     raise item  # the producer failed: write_parquet_parts drops the partial file
                 sorting = sorter.submit(_sorted_table, *item)
@@ -323,37 +232,60 @@ def write_sparse_activations(model, sae, hook: str, sentences: Sequence[Sentence
             if pending is not None:
                 yield pending.result()
 
-    def write() -> None:
+    def _write(self, path: str | Path, metadata: dict) -> None:
         try:
-            outcome["rows"] = write_parquet_parts(tables(), path, ACTS_SCHEMA, metadata,
-                                                  byte_stream_split=["value"])
+            self.outcome["rows"] = write_parquet_parts(self._tables(), path, ACTS_SCHEMA, metadata,
+                                                       byte_stream_split=["value"])
         except BaseException as err:  # noqa: BLE001 (re-raised in the caller's thread)
-            outcome["error"] = err
+            self.outcome["error"] = err
 
-    writer = threading.Thread(target=write, name="acts-writer", daemon=True)
-    writer.start()
-
-    def hand_over(item: object) -> None:
-        while writer.is_alive():  # a dead writer takes nothing: stop instead of blocking
+    def put(self, item: object) -> None:
+        while self.thread.is_alive():  # a dead writer takes nothing: stop instead of blocking
             with contextlib.suppress(queue.Full):
-                blocks.put(item, timeout=0.1)
+                self.blocks.put(item, timeout=0.1)
                 return
-        raise outcome.get("error") or RuntimeError("the writer thread stopped")
+        raise self.outcome.get("error") or RuntimeError("the writer thread stopped")
 
-    try:
-        for block in _chunk_parts(model, sae, hook, sentences, cfg, desc, special, chunk_tokens):
-            hand_over(block)
-        hand_over(_DONE)
-    except BaseException as err:
-        if writer.is_alive() and err is not outcome.get("error"):
+    def finish(self) -> int:
+        self.put(_DONE)
+        self.thread.join()
+        if "error" in self.outcome:
+            raise self.outcome["error"]
+        return int(self.outcome["rows"])
+
+    def abort(self, err: BaseException) -> None:
+        if self.thread.is_alive() and err is not self.outcome.get("error"):
             with contextlib.suppress(BaseException):
-                hand_over(_Aborted("extraction failed"))
-        writer.join()
+                self.put(_Aborted("extraction failed"))
+        self.thread.join()
+
+
+def write_sparse_tables(model, targets: Sequence[Target], sentences: Sequence[Sentence],
+                        cfg: ExtractConfig, desc: str = "extract",
+                        special: set[int] | None = None, *,
+                        chunk_tokens: int = CHUNK_TOKENS) -> list[int]:
+    """`sparse_activations` of every target, from one pass per forward engine, each written to
+    its `path` (atomically) as it comes. The rows written, per target."""
+    writers = [_TableWriter(t.path, t.metadata or {}) for t in targets]
+    try:
+        for chunk, parts in _chunk_parts(model, targets, sentences, cfg, desc, special,
+                                         chunk_tokens):
+            for writer, part in zip(writers, parts):
+                writer.put((chunk, part))
+        return [writer.finish() for writer in writers]
+    except BaseException as err:
+        for writer in writers:
+            writer.abort(err)
         raise
-    writer.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return int(outcome["rows"])
+
+
+def write_sparse_activations(model, sae, hook: str, sentences: Sequence[Sentence],
+                             cfg: ExtractConfig, path: str | Path, metadata: dict,
+                             desc: str = "extract", special: set[int] | None = None, *,
+                             chunk_tokens: int = CHUNK_TOKENS) -> int:
+    """`write_sparse_tables` for one SAE."""
+    return write_sparse_tables(model, [Target(sae, hook, path, metadata)], sentences, cfg, desc,
+                               special, chunk_tokens=chunk_tokens)[0]
 
 
 def _encoder_transposed(sae) -> None:
@@ -402,20 +334,29 @@ def token_table(tokenizer, sentences: Sequence[Sentence]) -> pl.DataFrame:
     }, schema=TOKENS_SCHEMA).sort("pair_id", "lang", "token_pos")
 
 
-def dense_activations(model, hook: str, pairs: pl.DataFrame, cfg: ExtractConfig,
-                      desc: str = "cache") -> tuple[Float[torch.Tensor, "n_tokens d_model"], list[str]]:
-    """Hook activations of every non-special token (for SAE training), with each token's language."""
+def dense_activations(model, hooks: Sequence[str], pairs: pl.DataFrame, cfg: ExtractConfig,
+                      desc: str = "cache",
+                      ) -> tuple[dict[str, Float[torch.Tensor, "n_tokens d_model"]], list[str]]:
+    """Activations at each hook of every non-special token (for SAE training), from one pass per
+    forward engine, with each token's language."""
     special = special_token_ids(model.tokenizer)
     sentences = tokenize(model.tokenizer, pairs, cfg.max_tokens)
-    chunks, langs = [], []
-    for b in hook_batches(model, hook, sentences, cfg.batch_size, desc,
-                          batch_tokens=cfg.batch_tokens, lean=_lean_forward(model, hook, cfg)):
-        batch, resid = b.sentences, b.acts
-        mask = torch.from_numpy(b.real(special)).to(resid.device)
-        chunks.append(resid[mask].float().cpu())
-        counts = mask.sum(1).tolist()
-        langs.extend(lang for s, n in zip(batch, counts) for lang in [s.lang] * n)
-    return torch.cat(chunks), langs
+    chunks: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
+    langs: list[str] = []
+    for lean, pass_hooks in forward_passes(model, hooks, cfg):
+        pass_langs: list[str] = []
+        for b in hook_batches(model, pass_hooks, sentences, cfg.batch_size, desc,
+                              batch_tokens=cfg.batch_tokens, lean=lean):
+            mask = torch.from_numpy(b.real(special)).to(b.tokens.device)
+            for hook in pass_hooks:
+                chunks[hook].append(b.at[hook][mask].float().cpu())
+            pass_langs.extend(s.lang for s, n in zip(b.sentences, mask.sum(1).tolist())
+                              for _ in range(n))
+        langs = pass_langs  # every pass sees the same batches in the same order
+    acts = {}
+    for hook in hooks:  # one at a time: the blocks of a hook are freed as it is joined
+        acts[hook] = torch.cat(chunks.pop(hook))
+    return acts, langs
 
 
 def provenance(**extra) -> dict:
@@ -424,28 +365,43 @@ def provenance(**extra) -> dict:
     return {"packages": packages, **extra}
 
 
-def save_dense_activations(model, hook: str, pairs: pl.DataFrame, cfg: ExtractConfig,
-                           out_path: str) -> int:
-    """Cache training activations (float32, safetensors) with each token's language index."""
+def save_dense_activations(model, hooks: Sequence[str], pairs: pl.DataFrame, cfg: ExtractConfig,
+                           out_paths: Sequence[str]) -> int:
+    """Cache training activations at each hook (float32, safetensors, one file per hook) with
+    each token's language index. The tokens cached (per hook)."""
     from safetensors.torch import save_file
 
     from polyglot_sae.atomic_io import atomic_file
 
-    acts, langs = dense_activations(model, hook, pairs, cfg)
+    acts, langs = dense_activations(model, hooks, pairs, cfg)
     codes = sorted(set(langs))
     lang_ids = torch.tensor([codes.index(lang) for lang in langs], dtype=torch.int16)
-    with atomic_file(out_path) as tmp:
-        save_file({"acts": acts.contiguous(), "lang": lang_ids}, str(tmp),
-                  metadata={"hook": hook, "langs": ",".join(codes)})
-    return int(acts.shape[0])
+    for hook, out_path in zip(hooks, out_paths):
+        with atomic_file(out_path) as tmp:
+            save_file({"acts": acts.pop(hook).contiguous(), "lang": lang_ids}, str(tmp),
+                      metadata={"hook": hook, "langs": ",".join(codes)})
+    return len(langs)
 
 
-def extract_shard(*, model_dir: str, sae_dir: str, hook: str, sae_id: str, langs: Sequence[str],
-                  pairs: pl.DataFrame, cfg: ExtractConfig, acts_path: str, tokens_path: str,
-                  desc: str = "extract") -> int:
-    """One extraction job: sparse activations and the token table of one shard, with provenance."""
-    from polyglot_sae.model.load import check_hook, load_model, load_spec
+@dataclass(frozen=True)
+class ShardSAE:
+    """One SAE of an extraction job and its two tables."""
+
+    sae_id: str
+    sae_dir: str
+    hook: str
+    acts_path: str
+    tokens_path: str
+
+
+def extract_shard(*, model_dir: str, saes: Sequence[ShardSAE], langs: Sequence[str],
+                  pairs: pl.DataFrame, cfg: ExtractConfig, desc: str = "extract",
+                  ) -> dict[str, Any]:
+    """One extraction job: for every SAE, the sparse activations and the token table of one
+    shard, with provenance, from one forward pass per engine. What ran: `passes` (per pass, its
+    engine and hooks) and `rows` (per SAE, the activations written)."""
     from polyglot_sae.atomic_io import write_parquet
+    from polyglot_sae.model.load import check_hook, load_model, load_spec
     from polyglot_sae.model.saes import check_sae_fits, load_sae
 
     device = resolve_device(cfg.device)
@@ -456,16 +412,26 @@ def extract_shard(*, model_dir: str, sae_dir: str, hook: str, sae_id: str, langs
               "several times slower than float32 (python -m polyglot_sae.bench extract)",
               file=sys.stderr)
     model = load_model(model_dir, device=device, dtype=dtype)
-    sae = load_sae(sae_dir, device=device).to(dtype)
-    where = f"config saes[{sae_id}] ({sae_dir})"
-    check_hook(model, hook, where)
-    check_sae_fits(sae, model, hook, where)
+    loaded = []
+    for entry in saes:  # every SAE checked before the model runs
+        sae = load_sae(entry.sae_dir, device=device).to(dtype)
+        where = f"config saes[{entry.sae_id}] ({entry.sae_dir})"
+        check_hook(model, entry.hook, where)
+        check_sae_fits(sae, model, entry.hook, where)
+        loaded.append(sae)
     sentences = tokenize(model.tokenizer, pairs, cfg.max_tokens)
-    meta = provenance(
-        model=load_spec(model_dir), hook=hook, sae_id=sae_id, sae_path=str(sae_dir),
-        d_sae=int(sae.cfg.d_sae), dtype=cfg.dtype, langs=list(langs),
-        n_pairs=int(pairs["pair_id"].n_unique()), max_tokens=cfg.max_tokens,
-        excluded_tokens=sorted(special_token_ids(model.tokenizer)),
-    )
-    write_parquet(token_table(model.tokenizer, sentences), tokens_path, meta)
-    return write_sparse_activations(model, sae, hook, sentences, cfg, acts_path, meta, desc)
+    tokens = token_table(model.tokenizer, sentences)
+    targets = []
+    for entry, sae in zip(saes, loaded):
+        meta = provenance(
+            model=load_spec(model_dir), hook=entry.hook, sae_id=entry.sae_id,
+            sae_path=str(entry.sae_dir), d_sae=int(sae.cfg.d_sae), dtype=cfg.dtype,
+            langs=list(langs), n_pairs=int(pairs["pair_id"].n_unique()),
+            max_tokens=cfg.max_tokens, excluded_tokens=sorted(special_token_ids(model.tokenizer)),
+        )
+        write_parquet(tokens, entry.tokens_path, meta)
+        targets.append(Target(sae, entry.hook, entry.acts_path, meta))
+    passes = [("lean" if is_lean else "transformer_lens", hooks)
+              for is_lean, hooks in hook_groups(model, [e.hook for e in saes], cfg)]
+    rows = write_sparse_tables(model, targets, sentences, cfg, desc)
+    return {"passes": passes, "rows": {e.sae_id: n for e, n in zip(saes, rows)}}

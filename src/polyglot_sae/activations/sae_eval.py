@@ -9,7 +9,8 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
-from polyglot_sae.activations.extract import ExtractConfig, hook_batches, tokenize
+from polyglot_sae.activations.extract import ExtractConfig
+from polyglot_sae.activations.forward import hook_batches, tokenize
 from polyglot_sae.model.load import special_token_ids
 
 

@@ -40,8 +40,9 @@ import torch
 from jaxtyping import Float
 
 from ..atomic_io import write_parquet
-from polyglot_sae.activations.extract import (ExtractConfig, Sentence, length_batches, pad_token_id, padded_tokens,
-                       sparse_activations, tokenize)
+from polyglot_sae.activations.extract import ExtractConfig, sparse_activations
+from polyglot_sae.activations.forward import (Sentence, length_batches, pad_token_id,
+                                              padded_tokens, tokenize)
 from polyglot_sae.model.load import load_model, special_token_ids
 from polyglot_sae.activations.reduce import reduce_max
 from polyglot_sae.model.saes import load_sae

@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from polyglot_sae.activations.extract import (ExtractConfig, Sentence, length_batches, padded_tokens, sparse_activations,
-                       write_sparse_activations)
+from polyglot_sae.activations.extract import (ExtractConfig, sparse_activations,
+                                              write_sparse_activations)
+from polyglot_sae.activations.forward import Sentence, length_batches, padded_tokens
 from polyglot_sae.model.lean_forward import lean_forward_for
 from polyglot_sae.model.load import stop_layer
 

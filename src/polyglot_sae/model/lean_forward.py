@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -77,12 +78,25 @@ def _refusal(model, hook: str) -> str | None:
     return f"unsupported: {', '.join(failed)}" if failed else None
 
 
-def lean_forward_for(model, hook: str, compile: bool = False) -> LeanForward | None:  # noqa: A002
-    """A lean forward from `model`'s current weights giving the activations at `hook`, or None
-    when `model` or `hook` is outside what it implements (see the module docstring)."""
-    if _refusal(model, hook) is not None:
+def lean_forward_for(model, hook: str | Sequence[str],
+                     compile: bool = False) -> LeanForward | None:  # noqa: A002
+    """A lean forward from `model`'s current weights giving the activations at `hook` (at the
+    deepest of several, and any of them through `LeanForward.run`), or None when `model` or a
+    hook is outside what it implements (see the module docstring)."""
+    hooks = [hook] if isinstance(hook, str) else list(hook)
+    if not hooks or any(_refusal(model, h) is not None for h in hooks):
         return None
-    return LeanForward(model, int(_RESID_POST.match(hook).group(1)), compile)
+    return LeanForward(model, max(resid_post_layer(h) for h in hooks), compile)
+
+
+def lean_supports(model, hook: str) -> bool:
+    """Whether the lean forward can stand in for TransformerLens at `hook` of `model`."""
+    return _refusal(model, hook) is None
+
+
+def resid_post_layer(hook: str) -> int:
+    """L of `blocks.L.hook_resid_post`."""
+    return int(_RESID_POST.match(hook).group(1))
 
 
 @dataclass(frozen=True)
@@ -201,19 +215,32 @@ class LeanForward:
     def dtype(self) -> torch.dtype:
         return self.w_e.dtype
 
-    @torch.inference_mode()
     def __call__(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+        last = len(self.layers) - 1
+        return self.run(tokens, (last,))[last]
+
+    @torch.inference_mode()
+    def run(self, tokens: Int[Tensor, "batch pos"], layers: Collection[int],
+            ) -> dict[int, Float[Tensor, "batch pos d_model"]]:
+        """The residual stream after each block in `layers`, from one pass to the deepest (the
+        same numbers as a pass that stops at each)."""
         tokens = tokens.to(self.device)
         if tokens.ndim == 1:
             tokens = tokens[None]
+        deepest = max(layers)
+        if deepest >= len(self.layers):
+            raise ValueError(f"layer {deepest} is past this forward's last ({len(self.layers) - 1})")
         n_pos = tokens.shape[1]
         rotary = {kind: self._rotary_table(kind, n_pos) for kind in self._rotary}
         keep = self._local_mask(n_pos)
         x = F.embedding(tokens, self.w_e)
-        for lay in self.layers:
+        out = {}
+        for i, lay in enumerate(self.layers[: deepest + 1]):
             x = self._block(x, lay, self.shape, *rotary[lay.attn_type],
                             keep if lay.attn_type == "local" else None)
-        return x
+            if i in layers:  # blocks update x in place: keep a copy unless it is the last
+                out[i] = x if i == deepest else x.clone()
+        return out
 
     def _rotary_table(self, kind: str, n_pos: int) -> tuple[Tensor, Tensor]:
         cos, sin = self._rotary[kind]

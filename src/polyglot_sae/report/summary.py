@@ -9,6 +9,7 @@ from typing import Any
 import polars as pl
 
 from polyglot_sae.atomic_io import read_metadata, write_text
+from polyglot_sae.layers.report import layer_lines
 from polyglot_sae.paired import report as paired_report
 
 
@@ -86,6 +87,8 @@ def write_summary(inputs, cfg: dict[str, Any], run: str, out_path: str) -> None:
         for i, sae in enumerate(cfg["saes"]):
             paired = pl.read_parquet(inputs.scores[i * len(methods) + methods.index("paired")])
             lines += [f"SAE `{sae}`: " + paired_report.headline(paired, list(corpus["langs"])), ""]
+    if "layers" in inputs.keys():
+        lines += layer_lines(pl.read_parquet(inputs.layers), list(corpus["langs"]))
     lines += [f"Corpus: {corpus['pairs']} aligned pairs ({', '.join(corpus['langs'])}); "
               f"{corpus['dropped_empty']} pairs with an empty side dropped.", ""]
     bi_methods = [m for m in methods if m != "paired"]

@@ -1,0 +1,1 @@
+"""The hook-point sweep: the layer profile (workflow/rules/layers.smk)."""
