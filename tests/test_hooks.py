@@ -110,3 +110,48 @@ class _ByteTokenizer:
 
     def __call__(self, texts, add_special_tokens=True):
         return {"input_ids": [[2, *(3 + ord(c) % 40 for c in t)] for t in texts]}
+
+
+def test_a_job_serves_its_siblings_and_they_take_their_tables(tiny_model_dir, tmp_path):
+    """Two SAEs' extraction jobs on one shard: the first runs the model once for both, the
+    second takes its table (same as extracting it alone); a table stamped with another key is
+    not taken."""
+    import polars as pl
+    from conftest import sample_corpus
+
+    from polyglot_sae.activations.extract import extract_sparse
+    from polyglot_sae.activations.jobs import extract_shard, extraction_key
+    from polyglot_sae.activations.shared import Sibling
+    from polyglot_sae.model.load import load_model
+
+    texts = sample_corpus(6)
+    pairs = pl.DataFrame({"pair_id": np.repeat(np.arange(6, dtype=np.uint32), 2),
+                          "lang": ["en", "es"] * 6,
+                          "text": [t for pair in zip(texts["en"], texts["es"]) for t in pair]})
+    cfg = ExtractConfig(batch_size=4)
+    hooks = {"a": "blocks.0.hook_resid_post", "b": "blocks.1.hook_mlp_out"}
+    saes = {}
+    for i, (sae_id, hook) in enumerate(hooks.items()):
+        saes[sae_id] = make_jumprelu(32, 24, seed=i, hook=hook)
+        saes[sae_id].save_model(tmp_path / "saes" / sae_id)
+
+    def sibling(sae_id, key=None):
+        sae_dir = str(tmp_path / "saes" / sae_id)
+        final = {k: tmp_path / "results" / k / sae_id / "00000.parquet" for k in ("acts", "tokens")}
+        return Sibling(sae_id, hooks[sae_id], sae_dir, final, key or extraction_key(
+            str(tiny_model_dir), sae_dir, hooks[sae_id], pairs, ["en", "es"], cfg))
+
+    run = dict(model_dir=str(tiny_model_dir), langs=["en", "es"], pairs=pairs, cfg=cfg)
+    first = extract_shard(own=sibling("a"), siblings=[sibling("b")], **run)
+    assert first["passes"] == [("transformer_lens", list(hooks.values()))]
+    assert extract_shard(own=sibling("b"), siblings=[sibling("a")], **run) == {"adopted": True}
+    model = load_model(tiny_model_dir)
+    for sae_id, hook in hooks.items():
+        alone = extract_sparse(model, saes[sae_id], hook, pairs, cfg)
+        got = pl.read_parquet(tmp_path / "results" / "acts" / sae_id / "00000.parquet")
+        assert alone.height > 0 and got.equals(alone), sae_id
+    # b's table shared again, then b asked for under another key (e.g. other settings)
+    (tmp_path / "results" / "acts" / "b" / "00000.parquet").unlink()
+    extract_shard(own=sibling("a"), siblings=[sibling("b")], **run)
+    again = extract_shard(own=sibling("b", key="another"), siblings=[], **run)
+    assert not again["adopted"] and again["passes"] == [("transformer_lens", [hooks["b"]])]

@@ -24,6 +24,7 @@ def sweep_config(workdir, saes=SAES):
     config["saes"] = [{"id": sae, "hook": hook, "source": "train",
                        "train": {"d_sae": 48, "epochs": 2.0, "batch_size": 128}}
                       for sae, hook in saes.items()]
+    config["model"]["tiny"] = {"seed": 1}  # outside the lean forward: one pass for all hooks
     config["score"].update(methods=["paired"])
     config["mcs"].update(widths=[])
     config["pages"] = {**config["pages"], "screenshots": False}
@@ -40,16 +41,32 @@ def sweep(tmp_path_factory):
     return workdir
 
 
+def _passes(logs) -> tuple[list[str], int]:
+    """The forward passes logged by a set of jobs, and how many jobs took a shared one."""
+    texts = [p.read_text() for p in logs]
+    passes = [line.split("forward pass ", 1)[1] for t in texts for line in t.splitlines()
+              if "forward pass" in line]
+    return passes, sum("from the shared pass" in t for t in texts)
+
+
 def test_one_forward_pass_per_shard_feeds_every_hook(sweep):
     shards = json.loads((sweep / "results" / "toy" / "shards.json").read_text())["shards"]
+    assert shards
     for shard in shards:
-        log = (sweep / "logs" / "tiny" / "extract" / f"{shard}.log").read_text()
-        # the tiny model is outside the lean forward: one TransformerLens pass for all three
-        passes = [line for line in log.splitlines() if "forward pass" in line]
-        assert len(passes) == 1 and passes[0].endswith(
-            "forward pass (transformer_lens) to " + ", ".join(SAES.values())), log
-    train_log = next((sweep / "logs" / "toy" / "train_acts").glob("*.log")).read_text()
-    assert train_log.count("forward pass") == 1
+        # the tiny model is outside the lean forward: one TransformerLens pass for all three,
+        # run by the first job of the shard; the other two took their tables from it
+        passes, adopted = _passes((sweep / "logs" / "tiny" / "extract").glob(f"*/{shard}.log"))
+        assert len(passes) == 1 and passes[0].startswith("(transformer_lens) to "), passes
+        assert sorted(passes[0].split(" to ")[1].split(", ")) == sorted(SAES.values())
+        assert adopted == 2
+        passes, adopted = _passes((sweep / "logs" / "tiny" / "extract_paraphrase").glob(
+            f"*/{shard}.log"))
+        assert len(passes) == 1 and adopted == 2
+    passes, adopted = _passes((sweep / "logs" / "toy" / "train_acts" / "tiny").glob("*.log"))
+    assert len(passes) == 1 and adopted == 2
+    left = [f for f in (sweep / "results").rglob("*") if ".shared_pass" in f.parts
+            and f.suffix in (".parquet", ".safetensors")]
+    assert not left  # every shared table was taken by its job
 
 
 def test_tables_equal_one_hook_at_a_time(sweep):
@@ -108,13 +125,15 @@ def test_a_fourth_hook_plans_only_its_own_work(sweep, tmp_path):
     write_config(workdir, config)
     jobs = planned_jobs(workdir)
     n_shards = len(json.loads((sweep / "results" / "toy" / "shards.json").read_text())["shards"])
-    # the one pass reruns (writing the same tables for the other hooks, read as `ancient`) ...
+    # the new hook's cache, SAE, extraction and analyses, and the profile and summary
     assert jobs["cache_train_acts"] == 1 and jobs["extract"] == n_shards
-    # ... but only the new hook's SAE and analyses, and the profile and summary across hooks
-    for rule in ("check_sae", "build_sae", "evaluate_sae", "reduce", "reduce_paraphrase",
+    for rule in ("build_sae", "evaluate_sae", "reduce", "reduce_paraphrase",
                  "paired_stats", "paired_classes", "logit_lens", "layer_profile", "layer_figure",
                  "summary"):
         assert jobs[rule] == 1, (rule, jobs)
+    # and nothing of the other three SAEs: every other rule runs once, for the new one
+    assert all(n == 1 for rule, n in jobs.items() if not rule.startswith("extract")), jobs
+    assert jobs["extract_paraphrase"] == n_shards
 
 
 def test_two_saes_at_one_hook_are_refused_for_the_profile(tmp_path):
@@ -129,3 +148,16 @@ def test_two_saes_at_one_hook_are_refused_for_the_profile(tmp_path):
     assert ("config saes[l1] and saes[l1-wide]: hook: both read blocks.1.hook_resid_post "
             "(d_sae 48 and 96); the layer profile compares one SAE per hook. Fix: list one SAE "
             "per hook in layers.saes") in out, out[-3000:]
+
+
+@pytest.mark.parametrize("preset, n_saes", [("layer-sweep.yaml", 6), ("layer-sweep-gemma2.yaml", 6)])
+def test_sweep_presets_plan_the_profile(tmp_path, preset, n_saes):
+    """The offline preset and the hub one (GemmaScope, OPUS Books) plan without the hub."""
+    from conftest import ROOT
+
+    shutil.copy(ROOT / "configs" / preset, tmp_path / "config.yaml")
+    jobs = planned_jobs(tmp_path)
+    trained = "gemma2" not in preset
+    assert jobs["build_sae"] == n_saes and jobs["layer_profile"] == jobs["layer_figure"] == 1
+    # one training cache per hook (sharing one pass at run time), none for pretrained SAEs
+    assert jobs.get("cache_train_acts", 0) == (n_saes if trained else 0)

@@ -2,25 +2,22 @@
 # Package: polyglot_sae.activations
 
 
-# One job per shard for every SAE: the model runs once, to the deepest hook, and feeds each SAE
-# at its own hook; the tables stay per SAE. Readers take them as `ancient` (common.smk).
 rule extract:
     input:
         model=f"resources/models/{MODEL}",
-        saes=[f"resources/saes/{MODEL}/{sae}" for sae in SAES],
-        checks=[ancient(sae_check(sae)) for sae in SAES],
+        sae=f"resources/saes/{MODEL}/{{sae}}",
         # Not its timestamp but its content decides (params `shard`): a rewritten split with the
         # same pairs in this shard must not rerun the extraction.
         pairs=ancient(f"results/{CORPUS}/split/score.parquet"),
         # Read by params (the shard's digest); a job run elsewhere (SLURM) re-reads it there.
         manifest=ancient(f"results/{CORPUS}/shards.json"),
     output:
-        acts=[f"results/{{run}}/acts/{sae}/{{shard}}.parquet" for sae in SAES],
-        tokens=[f"results/{{run}}/tokens/{sae}/{{shard}}.parquet" for sae in SAES],
+        acts="results/{run}/acts/{sae}/{shard}.parquet",
+        tokens="results/{run}/tokens/{sae}/{shard}.parquet",
     log:
-        "logs/{run}/extract/{shard}.log",
+        "logs/{run}/extract/{sae}/{shard}.log",
     benchmark:
-        "benchmarks/{run}/extract/{shard}.tsv"
+        "benchmarks/{run}/extract/{sae}/{shard}.tsv"
     conda:
         ENV
     threads: 2
@@ -34,8 +31,6 @@ rule reduce:
     input:
         acts=shard_files("acts"),
         tokens=shard_files("tokens"),
-        model=f"resources/models/{MODEL}",
-        sae=f"resources/saes/{MODEL}/{{sae}}",
     output:
         maxacts="results/{run}/maxacts/{sae}.parquet",
         lengths="results/{run}/maxacts/{sae}.lengths.parquet",
@@ -46,8 +41,6 @@ rule reduce:
         "benchmarks/{run}/reduce/{sae}.tsv"
     conda:
         ENV
-    params:
-        extraction=extraction_key,
     script:
         "../scripts/reduce.py"
 
@@ -55,18 +48,17 @@ rule reduce:
 use rule extract as extract_paraphrase with:
     input:
         model=f"resources/models/{MODEL}",
-        saes=[f"resources/saes/{MODEL}/{sae}" for sae in SAES],
-        checks=[ancient(sae_check(sae)) for sae in SAES],
+        sae=f"resources/saes/{MODEL}/{{sae}}",
         pairs=ancient(f"results/{CORPUS}/split/score.parquet"),
         manifest=ancient(f"results/{CORPUS}/shards.json"),
         paraphrase=f"results/{CORPUS}/paraphrase.parquet",
     output:
-        acts=[f"results/{{run}}/para_acts/{sae}/{{shard}}.parquet" for sae in SAES],
-        tokens=[f"results/{{run}}/para_tokens/{sae}/{{shard}}.parquet" for sae in SAES],
+        acts="results/{run}/para_acts/{sae}/{shard}.parquet",
+        tokens="results/{run}/para_tokens/{sae}/{shard}.parquet",
     log:
-        "logs/{run}/extract_paraphrase/{shard}.log",
+        "logs/{run}/extract_paraphrase/{sae}/{shard}.log",
     benchmark:
-        "benchmarks/{run}/extract_paraphrase/{shard}.tsv"
+        "benchmarks/{run}/extract_paraphrase/{sae}/{shard}.tsv"
     params:
         cfg=lambda w: extract_params(w, [f"{PARAPHRASE['lang']}_para"]),
 
@@ -75,9 +67,6 @@ use rule reduce as reduce_paraphrase with:
     input:
         acts=shard_files("para_acts"),
         tokens=shard_files("para_tokens"),
-        model=f"resources/models/{MODEL}",
-        sae=f"resources/saes/{MODEL}/{{sae}}",
-        paraphrase=f"results/{CORPUS}/paraphrase.parquet",
     output:
         maxacts="results/{run}/maxacts/{sae}.para.parquet",
         lengths="results/{run}/maxacts/{sae}.para.lengths.parquet",

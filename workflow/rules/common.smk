@@ -11,11 +11,6 @@ RUN = config["run"]
 CORPUS = config["corpus"]["name"]
 MODEL = config["model"]["name"]
 SAES = {s["id"]: s for s in config["saes"]}
-# Hooks whose training activations are cached (one job, one pass), and the SAEs at each.
-TRAIN_HOOKS = {}
-for _entry in SAES.values():
-    if _entry["source"] == "train":
-        TRAIN_HOOKS.setdefault(_entry["hook"], []).append(_entry["id"])
 METHODS = config["score"]["methods"]
 # The seed's two methods rank by the BI score; their figures, sweeps and null do not apply to
 # `paired`, which has its own (workflow/rules/paired.smk).
@@ -67,74 +62,27 @@ def shard_manifest():
 
 
 def shard_files(kind):
-    """Input function: one SAE's per-shard files of `kind` (acts or tokens).
-
-    Their timestamps do not count (`ancient`): an extraction job writes every SAE's tables of
-    its shard in one pass, so adding an SAE rewrites the others' with the same numbers, and that
-    must not rerun their analyses. What the tables are computed from decides instead: the model
-    and SAE folders (inputs of the readers) and `extraction_key` (their params)."""
+    """Input function: one SAE's per-shard files of `kind` (acts or tokens)."""
 
     def files(wildcards):
         return [
-            ancient(f"results/{wildcards.run}/{kind}/{wildcards.sae}/{shard}.parquet")
+            f"results/{wildcards.run}/{kind}/{wildcards.sae}/{shard}.parquet"
             for shard in shard_manifest()
         ]
 
     return files
 
 
-def extraction_key(wildcards):
-    """What one SAE's extracted tables depend on besides the model and SAE folders: its entry,
-    the content of every shard, the languages and the extraction settings."""
-    return {
-        "sae": SAES[wildcards.sae],
-        "shards": shard_manifest(),
-        "langs": config["corpus"]["langs"],
-        "extract": config["extract"],
-    }
-
-
 def sae_entry(wildcards):
     return SAES[wildcards.sae]
 
 
-def sae_check(sae):
-    return f"resources/saes/{MODEL}/{sae}.check.json"
-
-
-def check_inputs(wildcards):
-    """An SAE from elsewhere is checked against the hook's width; a trained one needs only its
-    hook to exist (it is trained on that hook's activations)."""
-    if sae_entry(wildcards)["source"] == "train":
-        return {}
-    return {"sae": f"resources/saes/{MODEL}/{wildcards.sae}"}
-
-
-def train_acts(hook):
-    return f"results/{CORPUS}/train_acts/{MODEL}/{hook}.safetensors"
-
-
 def sae_inputs(wildcards):
-    """Trained SAEs need the cached training activations at their hook; others nothing.
-
-    The cache's timestamp does not count (`ancient`): one job caches every hook in one pass, so
-    adding a hook rewrites the others' caches with the same numbers, and that must not retrain
-    their SAEs. What the cache is computed from decides instead: the training split (its file),
-    the model (its folder) and the extraction settings (`train_params`)."""
+    """Trained SAEs need the cached training activations at their hook; others nothing."""
     entry = sae_entry(wildcards)
     if entry["source"] != "train":
         return {}
-    return {
-        "acts": ancient(train_acts(entry["hook"])),
-        "train_split": f"results/{CORPUS}/split/train.parquet",
-    }
-
-
-def train_params(entry):
-    """A training job's settings: the SAE entry, and for a trained one the cache's settings."""
-    if entry["source"] != "train":
-        return entry
-    return {**entry, "cache": config["extract"]}
+    return {"acts": f"results/{CORPUS}/train_acts/{MODEL}/{entry['hook']}.safetensors"}
 
 
 def ladder_entry(sae, width, seed):
@@ -271,12 +219,12 @@ def paraphrase_sources(wildcards):
 
 
 def extract_params(wildcards, langs):
-    """What an extraction job's tables depend on: the SAEs and their hooks, the shard's content,
-    the languages."""
+    """What an extraction job's tables depend on: hook, SAE, the shard's content, languages.
+    (Not the other SAEs, which the job may extract in the same pass: adding one must not rerun
+    the others.)"""
     return {
-        "sae_ids": list(SAES),
-        "hooks": [s["hook"] for s in SAES.values()],
-        "saes": list(SAES.values()),
+        "hook": sae_entry(wildcards)["hook"],
+        "sae_id": wildcards.sae,
         "shard": {
             "index": int(wildcards.shard),
             "shard_pairs": config["split"]["shard_pairs"],

@@ -29,7 +29,6 @@ rule logit_lens:
     threads: 2
     params:
         cfg={"langs": config["corpus"]["langs"], **config["logit_lens"]},
-        extraction=extraction_key,
     script:
         "../scripts/logit_lens.py"
 

@@ -4,7 +4,7 @@
 
 rule train_ladder_sae:
     input:
-        unpack(sae_inputs),
+        acts=lambda w: sae_inputs(w)["acts"],
         model=f"resources/models/{MODEL}",
     output:
         sae=directory(f"resources/saes/{MODEL}/ladder/{{sae}}/w{{width}}-s{{seed}}"),
@@ -19,7 +19,7 @@ rule train_ladder_sae:
         ENV
     threads: 2
     params:
-        cfg=lambda w: train_params(ladder_entry(w.sae, int(w.width), int(w.seed))),
+        cfg=lambda w: ladder_entry(w.sae, int(w.width), int(w.seed)),
     script:
         "../scripts/build_sae.py"
 

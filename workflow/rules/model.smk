@@ -18,52 +18,25 @@ rule prepare_model:
         "../scripts/prepare_model.py"
 
 
-# Each SAE against the model (its hook exists; an SAE from elsewhere reads the hook's width)
-# before the jobs that serve every SAE at once: one bad entry must fail here, not there, where
-# Snakemake would first delete the other SAEs' finished outputs.
-rule check_sae:
+rule cache_train_acts:
     input:
-        unpack(check_inputs),
         model=f"resources/models/{MODEL}",
+        pairs=f"results/{CORPUS}/split/train.parquet",
     output:
-        check=f"resources/saes/{MODEL}/{{sae}}.check.json",
+        acts=f"results/{CORPUS}/train_acts/{MODEL}/{{hook}}.safetensors",
     log:
-        f"logs/saes/{MODEL}/{{sae}}.check.log",
+        f"logs/{CORPUS}/train_acts/{MODEL}/{{hook}}.log",
     benchmark:
-        f"benchmarks/saes/{MODEL}/{{sae}}.check.tsv"
+        f"benchmarks/{CORPUS}/train_acts/{MODEL}/{{hook}}.tsv"
+    # before the SAEs (priority 1): the first job caches every hook, the others take theirs
+    priority: 2
     conda:
         ENV
+    threads: 2
     params:
-        cfg=lambda w: sae_entry(w),
+        cfg=lambda w: {"hook": w.hook, "extract": config["extract"]},
     script:
-        "../scripts/check_sae.py"
-
-
-# One job for every hook with a trained SAE: the model runs once, to the deepest.
-if TRAIN_HOOKS:
-
-    rule cache_train_acts:
-        input:
-            model=f"resources/models/{MODEL}",
-            pairs=f"results/{CORPUS}/split/train.parquet",
-            checks=[ancient(sae_check(s)) for ids in TRAIN_HOOKS.values() for s in ids],
-        output:
-            acts=[train_acts(hook) for hook in TRAIN_HOOKS],
-        log:
-            f"logs/{CORPUS}/train_acts/{MODEL}.log",
-        benchmark:
-            f"benchmarks/{CORPUS}/train_acts/{MODEL}.tsv"
-        conda:
-            ENV
-        threads: 2
-        params:
-            cfg={
-                "hooks": list(TRAIN_HOOKS),
-                "sae_ids": list(TRAIN_HOOKS.values()),
-                "extract": config["extract"],
-            },
-        script:
-            "../scripts/cache_train_acts.py"
+        "../scripts/cache_train_acts.py"
 
 
 rule build_sae:
@@ -76,11 +49,14 @@ rule build_sae:
         f"logs/saes/{MODEL}/{{sae}}.log",
     benchmark:
         f"benchmarks/saes/{MODEL}/{{sae}}.tsv"
+    # every SAE built before the extractions start, so that the first extraction of a shard
+    # finds them all and serves them in one pass (polyglot_sae.activations.shared)
+    priority: 1
     conda:
         ENV
     threads: 2
     params:
-        cfg=lambda w: train_params(sae_entry(w)),
+        cfg=lambda w: sae_entry(w),
     script:
         "../scripts/build_sae.py"
 

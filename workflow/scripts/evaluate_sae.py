@@ -1,6 +1,7 @@
 import polars as pl
 
-from polyglot_sae.activations.extract import ExtractConfig, resolve_device
+from polyglot_sae.activations.extract import ExtractConfig
+from polyglot_sae.device import resolve_device
 from polyglot_sae.model.load import check_hook, load_model
 from polyglot_sae.atomic_io import write_json
 from polyglot_sae.activations.sae_eval import evaluate_sae

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,6 @@ from jaxtyping import Float, Int
 from polyglot_sae.activations.forward import (Batch, Sentence, hook_batches, lean_forward,
                                               tokenize)
 from polyglot_sae.atomic_io import write_parquet_parts
-from polyglot_sae.device import resolve_device
 from polyglot_sae.model.lean_forward import LeanForward, lean_supports
 from polyglot_sae.model.load import special_token_ids
 
@@ -366,9 +364,10 @@ def provenance(**extra) -> dict:
 
 
 def save_dense_activations(model, hooks: Sequence[str], pairs: pl.DataFrame, cfg: ExtractConfig,
-                           out_paths: Sequence[str]) -> int:
+                           out_paths: Sequence[str | Path],
+                           metadata: Sequence[dict[str, str]] | None = None) -> int:
     """Cache training activations at each hook (float32, safetensors, one file per hook) with
-    each token's language index. The tokens cached (per hook)."""
+    each token's language index, from one pass per engine. The tokens cached (per hook)."""
     from safetensors.torch import save_file
 
     from polyglot_sae.atomic_io import atomic_file
@@ -376,62 +375,10 @@ def save_dense_activations(model, hooks: Sequence[str], pairs: pl.DataFrame, cfg
     acts, langs = dense_activations(model, hooks, pairs, cfg)
     codes = sorted(set(langs))
     lang_ids = torch.tensor([codes.index(lang) for lang in langs], dtype=torch.int16)
-    for hook, out_path in zip(hooks, out_paths):
+    for i, (hook, out_path) in enumerate(zip(hooks, out_paths)):
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(out_path) as tmp:
             save_file({"acts": acts.pop(hook).contiguous(), "lang": lang_ids}, str(tmp),
-                      metadata={"hook": hook, "langs": ",".join(codes)})
+                      metadata={"hook": hook, "langs": ",".join(codes),
+                                **(metadata[i] if metadata else {})})
     return len(langs)
-
-
-@dataclass(frozen=True)
-class ShardSAE:
-    """One SAE of an extraction job and its two tables."""
-
-    sae_id: str
-    sae_dir: str
-    hook: str
-    acts_path: str
-    tokens_path: str
-
-
-def extract_shard(*, model_dir: str, saes: Sequence[ShardSAE], langs: Sequence[str],
-                  pairs: pl.DataFrame, cfg: ExtractConfig, desc: str = "extract",
-                  ) -> dict[str, Any]:
-    """One extraction job: for every SAE, the sparse activations and the token table of one
-    shard, with provenance, from one forward pass per engine. What ran: `passes` (per pass, its
-    engine and hooks) and `rows` (per SAE, the activations written)."""
-    from polyglot_sae.atomic_io import write_parquet
-    from polyglot_sae.model.load import check_hook, load_model, load_spec
-    from polyglot_sae.model.saes import check_sae_fits, load_sae
-
-    device = resolve_device(cfg.device)
-    dtype = getattr(torch, cfg.dtype)
-    if device == "cpu" and dtype == torch.bfloat16 and torch.backends.cpu.get_cpu_capability() in (
-            "DEFAULT", "NO AVX", "AVX2"):
-        print("warning: bfloat16 on a CPU without bfloat16 instructions (AVX2 at most) runs "
-              "several times slower than float32 (python -m polyglot_sae.bench extract)",
-              file=sys.stderr)
-    model = load_model(model_dir, device=device, dtype=dtype)
-    loaded = []
-    for entry in saes:  # every SAE checked before the model runs
-        sae = load_sae(entry.sae_dir, device=device).to(dtype)
-        where = f"config saes[{entry.sae_id}] ({entry.sae_dir})"
-        check_hook(model, entry.hook, where)
-        check_sae_fits(sae, model, entry.hook, where)
-        loaded.append(sae)
-    sentences = tokenize(model.tokenizer, pairs, cfg.max_tokens)
-    tokens = token_table(model.tokenizer, sentences)
-    targets = []
-    for entry, sae in zip(saes, loaded):
-        meta = provenance(
-            model=load_spec(model_dir), hook=entry.hook, sae_id=entry.sae_id,
-            sae_path=str(entry.sae_dir), d_sae=int(sae.cfg.d_sae), dtype=cfg.dtype,
-            langs=list(langs), n_pairs=int(pairs["pair_id"].n_unique()),
-            max_tokens=cfg.max_tokens, excluded_tokens=sorted(special_token_ids(model.tokenizer)),
-        )
-        write_parquet(tokens, entry.tokens_path, meta)
-        targets.append(Target(sae, entry.hook, entry.acts_path, meta))
-    passes = [("lean" if is_lean else "transformer_lens", hooks)
-              for is_lean, hooks in hook_groups(model, [e.hook for e in saes], cfg)]
-    rows = write_sparse_tables(model, targets, sentences, cfg, desc)
-    return {"passes": passes, "rows": {e.sae_id: n for e, n in zip(saes, rows)}}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 BENCHMARKS = {
     "extract": "extract_bench",
+    "hooks": "hooks_bench",
     "gpu_extract": "gpu_extract_bench",
     "null": "null_bench",
     "paired": "paired_bench",

@@ -37,7 +37,8 @@ class ModelConfig:
     # load without TransformerLens' weight processing, so hooks see the raw HF residual stream
     # (what GemmaScope SAEs were trained on)
     no_processing: bool = True
-    # tiny: HookedTransformerConfig fields (n_layers, d_model, n_heads, d_head, d_mlp, n_ctx, seed)
+    # tiny: HookedTransformerConfig fields (n_layers, d_model, n_heads, d_head, d_mlp, n_ctx,
+    # seed), and `like`: a TransformerLens model name whose architecture to copy at that size
     tiny: dict[str, Any] = field(default_factory=dict)
 
 
@@ -83,11 +84,29 @@ def _prepare_gemma3_gguf(out_dir: Path) -> dict[str, Any]:
 
 
 def _tiny_tl_config(cfg: ModelConfig, d_vocab: int):
+    """A small random model: TransformerLens' plain LayerNorm/GELU architecture, or with `like`
+    (e.g. google/gemma-3-270m) that model's architecture at these sizes, which the lean forward
+    serves."""
     from transformer_lens import HookedTransformerConfig
 
     params = {"n_layers": 2, "d_model": 32, "n_heads": 2, "d_head": 16, "d_mlp": 64, "n_ctx": 512,
-              "act_fn": "gelu", "normalization_type": "LN", "seed": 0, **cfg.tiny}
-    return HookedTransformerConfig(d_vocab=d_vocab, **params)
+              "seed": 0, **cfg.tiny}
+    like = params.pop("like", None)
+    if like is None:
+        return HookedTransformerConfig(d_vocab=d_vocab, act_fn="gelu", normalization_type="LN",
+                                       **params)
+    from transformer_lens.loading_from_pretrained import get_pretrained_model_config
+
+    base = get_pretrained_model_config(like).to_dict()
+    for derived in ("n_params", "d_vocab_out", "model_name"):
+        base.pop(derived)
+    n = params["n_layers"]
+    # one key/value head, a window of 4 tokens, local and global layers alternating (Gemma-3's
+    # are five local to one global): every attention variant is met within a few layers
+    base.update(params, d_vocab=d_vocab, n_key_value_heads=1, rotary_dim=params["d_head"],
+                window_size=4, attn_types=(["local", "global"] * n)[:n], tokenizer_name=None,
+                init_weights=True)
+    return HookedTransformerConfig(**base)
 
 
 def prepare_model(cfg: ModelConfig, out_dir: str | Path) -> Path:
