@@ -1,6 +1,6 @@
 # polyglot-sae: bilingual features of sparse autoencoders.
 # Stages, one file each and one package each (polyglot_sae.<stage>): corpus -> model ->
-# activations -> score, paired, lexicon, mcs, logit_lens -> layers -> report.
+# activations -> score, paired, lexicon, mcs, logit_lens, causal -> layers -> report.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -22,6 +22,7 @@ include: "workflow/rules/lexicon.smk"
 include: "workflow/rules/mcs.smk"
 include: "workflow/rules/logit_lens.smk"
 include: "workflow/rules/layers.smk"
+include: "workflow/rules/causal.smk"
 include: "workflow/rules/report.smk"
 
 

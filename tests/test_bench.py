@@ -20,7 +20,7 @@ def test_listing_names_every_bench_without_importing_torch():
     code = ("import sys; from polyglot_sae.bench.__main__ import main; main([]); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    for name in ("extract", "hooks", "gpu_extract", "null", "paired", "logit_lens", "storage", "reduce",
+    for name in ("extract", "hooks", "causal", "gpu_extract", "null", "paired", "logit_lens", "storage", "reduce",
                  "scaling"):
         assert f"  {name} " in out.stdout
     assert out.stdout.strip().endswith("False")
@@ -38,6 +38,7 @@ def test_listing_names_every_bench_without_importing_torch():
      "engine (forward, SAE, sparse rows written)"),
     (("hooks", "--layers", "4", "--d-model", "64", "--hooks", "3", "--pairs", "10", "--d-sae",
       "128"), "tables bit-identical"),
-], ids=["null", "storage", "reduce", "scaling", "gpu_extract", "hooks"])
+    (("causal", "--tiny", "--threads", "1"), "Causal check: paired top 5"),
+], ids=["null", "storage", "reduce", "scaling", "gpu_extract", "hooks", "causal"])
 def test_bench_runs_at_tiny_size(args, expect):
     assert expect in _run(*args)

@@ -325,6 +325,36 @@ def test_logit_lens_entries(tmp_path):
     assert lens[4].token_class == "flat" and len(lens[4].top) == 2
 
 
+def test_causal_section_from_the_table(inputs, tmp_path):
+    """The causal check's verdict, effects with intervals, control bars and steering on the
+    feature page; controls and untested ids get no section; the source string is escaped."""
+    from polyglot_sae.report.page_data import causal_entries
+
+    langs = list(inputs.langs)
+    row = {"feature_id": [FIRST, 2, 40], "verdict": ["one:en", "both", "neither"],
+           "source": [f"paired:top20,{EVIL}", "seed:top20", "control"],
+           "is_control": [False, False, True]}
+    for i, lang in enumerate(langs):
+        row |= {f"effect_{lang}": [0.25 + i, 0.5, 0.0], f"effect_{lang}_lo": [0.125, 0.25, 0.0],
+                f"effect_{lang}_hi": [0.5, 1.0, 0.0], f"n_sentences_{lang}": [20, 7, 20],
+                f"control_p95_{lang}": [0.0625, 0.0625, 0.0625]}
+        for w in langs:
+            row[f"steer_{lang}_{w}"] = [1.5 if w == lang else -0.5, 0.0, 0.0]
+    pl.DataFrame(row).write_parquet(tmp_path / "causal.parquet")
+    entries = causal_entries(tmp_path / "causal.parquet", langs)
+    assert set(entries) == {FIRST, 2}  # not the control
+    out = build_feature_pages(replace(inputs, causal=entries), tmp_path / "site", CONFIG)
+    html = (out / "features" / f"{FIRST}.html").read_text(encoding="utf-8")
+    page = parse(html)
+    section = next(n for n in page.iter("section") if n.attrs.get("id") == "causal")
+    assert "one:en" in section.text() and EVIL not in html
+    cells = [[td.text() for td in tr.iter("td")] for tr in section.find_tag("table").iter("tr")][1:]
+    assert cells[0] == ["0.25", "0.125 – 0.5", "20", "0.0625"]
+    assert cells[1][0] == "1.25"
+    untested = next(f for f in select_features(inputs.scores, CONFIG) if f not in entries)
+    assert 'id="causal"' not in (out / "features" / f"{untested}.html").read_text(encoding="utf-8")
+
+
 def test_failed_build_keeps_the_old_folder(inputs, tmp_path, monkeypatch):
     out = build_feature_pages(inputs, tmp_path / "site", CONFIG)
     before = sorted(p.relative_to(out) for p in out.rglob("*"))

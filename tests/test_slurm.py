@@ -1,6 +1,6 @@
 """The slurm profile on a real SLURM: a one-node cluster on localhost (scripts/slurm-up.sh, with
-accounting and one dummy GPU) runs the tiny DAG through `snakemake --profile slurm`, typed as users
-type it in the repository root (the committed link `slurm` -> profiles/slurm); every job must
+accounting and one dummy GPU) runs the tiny DAG's tables and two grouped rules through
+`snakemake --profile slurm`, typed as users type it in the repository root (the committed link `slurm` -> profiles/slurm); every job must
 have gone through sbatch, the GPU rules must have asked for and got a GPU, and the tables must
 equal those of a plain local run bit for bit.
 
@@ -44,6 +44,11 @@ STATE = Path(os.environ.get("SLURM_STATE_DIR", "/tmp/polyglot-slurm"))
 RUN_LIMIT_S = 1500
 # The tables compared bit for bit; the local run makes only these, the SLURM run the whole DAG.
 TABLES = ("maxacts/tiny-sae.parquet", "scores/tiny-sae.exact.parquet", "scores/tiny-sae.seed.parquet")
+# What the SLURM run makes: the tables, and outputs of two grouped rules (`post`) that bring in
+# the SAE's quality; every GPU rule but the MCS ladder's. The whole DAG runs locally elsewhere
+# (test_workflow), and SLURM adds a submission and a status poll per job, not new rules.
+SLURM_TARGETS = (*(f"results/tiny/{t}" for t in TABLES), "results/tiny/sweeps/saes.parquet",
+                 "results/tiny/figures/tiny-sae.exact.bi_curve.png")
 
 
 def _profile() -> dict:
@@ -123,7 +128,7 @@ def test_profile_is_found_by_name(tmp_path):
 
 def _slurm_run(workdir: Path) -> subprocess.CompletedProcess:
     """Snakemake through the slurm profile, capped by `timeout -k`; on failure, what went wrong."""
-    cmd = ["timeout", "-k", "10", str(RUN_LIMIT_S), *_profile_cmd(workdir),
+    cmd = ["timeout", "-k", "10", str(RUN_LIMIT_S), *_profile_cmd(workdir), *SLURM_TARGETS,
            # Poll sacct 1 s after submitting (the profile's 10 s would add ~10 s per DAG level).
            "--slurm-init-seconds-before-status-checks", "1"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
@@ -180,7 +185,7 @@ def runs(cluster, tmp_path_factory):
     for name in ("slurm", "local"):
         dirs[name] = tmp_path_factory.mktemp(name)
         write_config(dirs[name], tiny_config(dirs[name]))
-    planned = planned_jobs(dirs["slurm"])
+    planned = planned_jobs(dirs["slurm"], *SLURM_TARGETS)
     t0 = time.monotonic()
     stop = threading.Event()
     with ThreadPoolExecutor(2) as pool:  # the local run uses the CPUs while SLURM jobs queue
@@ -263,7 +268,7 @@ def test_tables_equal_a_local_run(runs):
         a = pl.read_parquet(dirs["slurm"] / "results" / "tiny" / table)
         b = pl.read_parquet(dirs["local"] / "results" / "tiny" / table)
         assert a.height > 0 and a.equals(b), table
-    assert planned_jobs(dirs["slurm"]) == {}  # nothing left to do
+    assert planned_jobs(dirs["slurm"], *SLURM_TARGETS) == {}  # nothing left to do
 
 
 def _job_processes(marker: bytes) -> list[int]:

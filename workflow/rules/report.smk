@@ -81,6 +81,7 @@ rule page_screenshots:
 rule summary:
     input:
         unpack(paired_summary_inputs),
+        unpack(causal_summary_inputs),
         corpus=f"results/{CORPUS}/corpus_stats.json",
         quality=expand("results/{{run}}/sae_quality/{sae}.json", sae=SAES),
         maxacts=expand("results/{{run}}/maxacts/{sae}.parquet", sae=SAES),

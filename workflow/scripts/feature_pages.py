@@ -1,5 +1,5 @@
-from polyglot_sae.report.page_data import (FeaturePagesConfig, FeaturePagesInput, logit_lens_entries,
-                                          mcs_entries)
+from polyglot_sae.report.page_data import (FeaturePagesConfig, FeaturePagesInput, causal_entries,
+                                          logit_lens_entries, mcs_entries)
 from polyglot_sae.report.pages import build_feature_pages
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
@@ -10,6 +10,8 @@ with rule_log(snakemake) as log:
         extras["mcs"] = mcs_entries(snakemake.input.mcs)
     if "logit_lens" in snakemake.input.keys():
         extras["logit_lens"] = logit_lens_entries(snakemake.input.logit_lens)
+    if "causal" in snakemake.input.keys():
+        extras["causal"] = causal_entries(snakemake.input.causal, p["langs"])
     inputs = FeaturePagesInput.from_files(
         snakemake.input.scores, snakemake.input.acts, snakemake.input.tokens, p["langs"],
         refs=snakemake.input.refs, name=snakemake.wildcards.sae, **extras)

@@ -22,6 +22,7 @@ BENCHMARKS = {
     "storage": "storage_bench",
     "reduce": "reduce_bench",
     "scaling": "scaling_bench",
+    "causal": "causal_bench",
 }
 
 

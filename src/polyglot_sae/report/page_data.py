@@ -21,7 +21,7 @@ import math
 import string
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -105,6 +105,22 @@ class McsMatch:
 
 
 @dataclass(frozen=True)
+class CausalCheck:
+    """What removing and adding the feature does (polyglot_sae.causal), per language."""
+
+    # both / one:{L} / neither / untested
+    verdict: str
+    # why it was tested, e.g. "paired:top20,paired:concept"
+    source: str
+    # lang -> (mean loss increase when ablated, its 95% interval low, high, sentences), nats
+    effects: Mapping[str, tuple[float, float, float, int]]
+    # lang -> the controls' 95th percentile: the bar the effect must clear
+    bars: Mapping[str, float]
+    # (context language, words language) -> change of the words' log-probability when added
+    steering: Mapping[tuple[str, str], float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class FeaturePagesInput:
     """Everything the pages are built from; optional parts are None and their sections omitted."""
 
@@ -124,6 +140,8 @@ class FeaturePagesInput:
     logit_lens: Mapping[int, LogitLens] | None = None
     # feature_id -> MCS against other dictionaries; features without an entry get no section.
     mcs: Mapping[int, Sequence[McsMatch]] | None = None
+    # feature_id -> the causal check; features without an entry get no such section.
+    causal: Mapping[int, CausalCheck] | None = None
     # What was scored (run, SAE, method), shown under every heading.
     name: str = ""
 
@@ -202,6 +220,23 @@ def logit_lens_entries(stats_path: str | Path, k: int = 10) -> dict[int, LogitLe
             token_class=str(row["class"]))
         for row in stats.iter_rows(named=True)
     }
+
+
+def causal_entries(table_path: str | Path, langs: Sequence[str]) -> dict[int, CausalCheck]:
+    """Page entries from the causal check's table (its tested features, not the controls)."""
+    table = pl.read_parquet(table_path)
+    _require(table, "causal table", ("feature_id", "verdict", "source", "is_control",
+                                     *(f"effect_{lang}" for lang in langs)))
+    out = {}
+    for row in table.filter(~pl.col("is_control")).iter_rows(named=True):
+        effects = {lang: (row[f"effect_{lang}"], row[f"effect_{lang}_lo"], row[f"effect_{lang}_hi"],
+                          int(row[f"n_sentences_{lang}"] or 0)) for lang in langs}
+        steering = {(c, w): row[f"steer_{c}_{w}"] for c in langs for w in langs
+                    if f"steer_{c}_{w}" in table.columns}
+        out[int(row["feature_id"])] = CausalCheck(
+            verdict=row["verdict"], source=row["source"], effects=effects,
+            bars={lang: row[f"control_p95_{lang}"] for lang in langs}, steering=steering)
+    return out
 
 
 def mcs_entries(features_path: str | Path) -> dict[int, list[McsMatch]]:

@@ -1,0 +1,418 @@
+"""The causal check (polyglot_sae.causal): ablation and steering against hand computations on
+the full model, exact zeros where a feature is silent, a planted model whose answer is known in
+closed form, the verdict rule, and the stage end to end on tiny files."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from conftest import make_jumprelu, tiny_gemma
+from polyglot_sae.causal.config import CausalConfig
+from polyglot_sae.causal.engine import Ablation, Resumer, ablate, sentence_deltas, steering_deltas
+from polyglot_sae.causal.select import control_features, feature_words, features_under_test
+from polyglot_sae.causal.verdict import control_bar, effect_interval, headline, verdict
+from polyglot_sae.errors import InputError
+
+# ---------------------------------------------------------------- references on the full model
+
+
+def _encode_by_hand(sae, x):
+    """JumpReLU by hand: relu(pre) where pre > threshold, pre = (x - b_dec) W_enc + b_enc."""
+    sae_in = x - sae.b_dec if sae.cfg.apply_b_dec_to_input else x
+    pre = sae_in @ sae.W_enc + sae.b_enc
+    return torch.relu(pre) * (pre > sae.threshold)
+
+
+def _losses_by_hand(logits, tokens):
+    """Next-token cross-entropy at every position but the last: loss[t] predicts tokens[t+1]."""
+    logp = torch.log_softmax(logits[0].double(), dim=-1)
+    return -logp[:-1].gather(1, tokens[1:, None])[:, 0]
+
+
+def _reference_delta(model, sae, hook, tokens, feature, start, end):
+    """Mean loss increase over positions [start, end) with f_i(x) W_dec[i] removed at every
+    position but BOS, in a hook on the full model (run_with_hooks)."""
+
+    def remove(act, hook):  # noqa: ARG001
+        f = _encode_by_hand(sae, act[0])[:, feature]
+        f[0] = 0.0  # BOS is special: never ablated
+        return act - (f[:, None] * sae.W_dec[feature])[None]
+
+    with torch.no_grad():
+        clean = _losses_by_hand(model(tokens[None]), tokens)
+        ablated = _losses_by_hand(model.run_with_hooks(tokens[None], fwd_hooks=[(hook, remove)]),
+                                  tokens)
+    return float((ablated - clean)[start:end].mean())
+
+
+def _hook_acts(model, hook, tokens):
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens[None], names_filter=hook)
+    return cache[hook][0]
+
+
+def _fires(sae, x):
+    f = _encode_by_hand(sae, x)
+    f[0] = 0
+    return f > 0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny matrices: a second thread only adds synchronisation (20x slower on a busy
+    2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def gemma4():
+    return tiny_gemma("google/gemma-3-270m")
+
+
+@pytest.mark.parametrize("hook", ["blocks.1.hook_resid_post", "blocks.2.hook_resid_pre",
+                                  "blocks.1.hook_mlp_out"])
+def test_ablation_matches_a_hand_hook_on_the_full_model(gemma4, hook):
+    model = gemma4
+    sae = make_jumprelu(model.cfg.d_model, 48, seed=3, hook=hook)
+    with torch.no_grad():
+        sae.threshold.fill_(0.3)
+    tokens = torch.randint(0, model.cfg.d_vocab, (24,), generator=torch.Generator().manual_seed(5))
+    x = _hook_acts(model, hook, tokens)
+    fires = _fires(sae, x)
+    fires[-1] = False
+    feats = [int(i) for i in torch.nonzero(fires.any(0))[:, 0][:7]]
+    assert len(feats) >= 5, "the test needs features that fire"
+    jobs = [Ablation(f, int(torch.nonzero(fires[:, f])[0, 0])) for f in feats]
+    real = torch.ones(tokens.shape[0], dtype=torch.bool)
+    real[0] = False
+    resumer = Resumer.for_hook(model, hook)
+    assert (resumer.start is None) == hook.endswith("mlp_out")
+    for window in (None, 3):
+        with torch.no_grad():
+            got = sentence_deltas(resumer, sae, tokens, x, real, jobs, batch_size=3,
+                                  window=window)
+        for a, (delta, _) in zip(jobs, got):
+            end = tokens.shape[0] - 1 if window is None else min(tokens.shape[0] - 1,
+                                                                  a.start + window)
+            want = _reference_delta(model, sae, hook, tokens, a.feature, a.start, end)
+            assert delta == pytest.approx(want, abs=1e-5), (a, window)
+            assert abs(delta) > 1e-4  # a real change, not a vacuous match
+
+
+def test_a_silent_feature_changes_nothing_exactly(gemma4):
+    hook = "blocks.1.hook_resid_post"
+    model = gemma4
+    sae = make_jumprelu(model.cfg.d_model, 16, seed=4, hook=hook)
+    with torch.no_grad():
+        sae.threshold.fill_(0.3)
+        sae.b_enc[5] = -1e4  # feature 5 never fires
+    tokens = torch.randint(0, model.cfg.d_vocab, (20,), generator=torch.Generator().manual_seed(6))
+    x = _hook_acts(model, hook, tokens)
+    real = torch.ones(20, dtype=torch.bool)
+    assert not _fires(sae, x)[:, 5].any()
+    assert torch.equal(ablate(sae, x, 5, real), x)
+    firing = int(torch.nonzero(_fires(sae, x)[:-1].any(0))[0, 0])
+    jobs = [Ablation(5, 1), Ablation(firing, 1), Ablation(5, 4)]
+    with torch.no_grad():
+        got = sentence_deltas(Resumer.for_hook(model, hook), sae, tokens, x, real, jobs,
+                              batch_size=8)
+    assert got[0][0] == 0.0 and got[2][0] == 0.0
+    assert got[1][0] != 0.0
+
+
+def test_steering_matches_a_hand_hook_on_the_full_model(gemma4):
+    hook = "blocks.1.hook_resid_post"
+    model = gemma4
+    sae = make_jumprelu(model.cfg.d_model, 16, seed=5, hook=hook)
+    tokens = torch.randint(0, model.cfg.d_vocab, (7,), generator=torch.Generator().manual_seed(7))
+    x = _hook_acts(model, hook, tokens)
+    features, alphas = [2, 9, 11], [3.0, 0.5, 8.0]
+    words = [[[1, 4, 9], [20]], [[], [3, 3, 30]], [[49], [0, 1]]]
+    with torch.no_grad():
+        got = steering_deltas(Resumer.for_hook(model, hook), sae, tokens, x, features, alphas,
+                              words, batch_size=3)
+        clean = torch.log_softmax(model(tokens[None])[0, -1].double(), -1)
+        for k, f in enumerate(features):
+            def add(act, hook, k=k, f=f):  # noqa: ARG001
+                act = act.clone()
+                act[:, -1] += alphas[k] * sae.W_dec[f]
+                return act
+
+            steered = torch.log_softmax(
+                model.run_with_hooks(tokens[None], fwd_hooks=[(hook, add)])[0, -1].double(), -1)
+            for w, ids in enumerate(words[k]):
+                if not ids:
+                    assert math.isnan(got[k][w])
+                    continue
+                idx = torch.tensor(ids)
+                want = float(torch.logsumexp(steered[idx], 0) - torch.logsumexp(clean[idx], 0))
+                assert got[k][w] == pytest.approx(want, abs=1e-5)
+                assert abs(want) > 1e-4
+
+
+# ------------------------------------------------------------------------- verdicts, selection
+
+
+def test_verdict_rule():
+    langs = ["en", "es"]
+    assert verdict([0.5, 0.4], [0.1, 0.1], langs) == "both"
+    assert verdict([0.5, 0.2], [0.1, 0.1], langs) == "one:en"  # both above, but unbalanced
+    assert verdict([0.05, 0.3], [0.1, 0.1], langs) == "one:es"
+    assert verdict([0.05, 0.02], [0.1, 0.1], langs) == "neither"
+    assert verdict([np.nan, np.nan], [0.1, 0.1], langs) == "untested"
+    assert verdict([0.5, np.nan], [0.1, 0.1], langs) == "one:en"  # es never measured
+    assert verdict([0.5, 0.5], [0.1, np.nan], langs) == "one:en"  # no bar in es
+    three = ["en", "es", "fr"]
+    assert verdict([0.4, 0.3, 0.25], [0.1, 0.1, 0.1], three) == "both"
+    assert verdict([0.4, 0.3, 0.15], [0.1, 0.1, 0.1], three) == "one:en"
+    assert verdict([0.4, 0.9, 0.05], [0.1, 1.0, 0.1], three) == "one:en"  # es under its bar
+    assert verdict([0.2, 0.3, 0.5], [0.25, 0.25, 0.25], three) == "one:fr"
+    assert verdict([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], three) == "neither"
+
+
+def test_effect_interval_and_control_bar():
+    d = np.random.default_rng(0).normal(1.0, 1.0, 40)
+    mean, lo, hi = effect_interval(d, 2000, (0, 1, 0))
+    assert mean == pytest.approx(d.mean())
+    se = d.std(ddof=1) / np.sqrt(d.size)
+    assert lo == pytest.approx(mean - 1.96 * se, abs=0.1 * se * 4)
+    assert hi == pytest.approx(mean + 1.96 * se, abs=0.1 * se * 4)
+    assert effect_interval(d, 200, (0, 1, 0)) == effect_interval(d, 200, (0, 1, 0))
+    assert all(math.isnan(v) for v in effect_interval([], 200, (0,)))
+    assert control_bar(np.array([np.nan, *range(21)])) == pytest.approx(19.0)
+    assert math.isnan(control_bar(np.array([np.nan])))
+
+
+def test_features_under_test_and_controls():
+    paired = pl.DataFrame({"feature_id": range(8), "dead": [False] * 7 + [True],
+                           "rank": [2, 0, None, 1, None, 3, None, None],
+                           "rho_lo": [0.5, 0.9, 0.0, 0.6, 0.1, 0.2, 0.3, None],
+                           "class": ["concept", "concept", "lang_specific:en", "shared_string",
+                                     "weak", "length", "lang_specific:en", "dead"]},
+                          schema_overrides={"rank": pl.UInt32, "feature_id": pl.UInt32})
+    seed = pl.DataFrame({"feature_id": range(8), "rank": [None, 4, 3, 2, 1, 0, None, None]},
+                        schema_overrides={"rank": pl.UInt32})
+    got = features_under_test({"paired": paired, "seed": seed}, top_n=2, class_top_n=2,
+                              extra=[7], d_sae=8)
+    assert got[1] == ["paired:top2", "paired:concept"]
+    assert got[3] == ["paired:top2", "paired:shared_string"]
+    assert got[5] == ["seed:top2", "paired:length"]
+    assert got[4] == ["seed:top2"]
+    assert got[6] == ["paired:lang_specific:en"] and got[2] == ["paired:lang_specific:en"]
+    assert got[0] == ["paired:concept"] and got[7] == ["config"]
+    assert set(features_under_test({"seed": seed}, top_n=2, class_top_n=2, extra=[],
+                                   d_sae=8)) == {4, 5}
+    with pytest.raises(InputError, match="causal.features"):
+        features_under_test({"seed": seed}, top_n=2, class_top_n=0, extra=[8], d_sae=8)
+
+    rates = np.array([1e-3, 1e-3, 0.5, 0.01, 0.02, 0.4, 0.6, 1e-3, 0.9])
+    candidates = np.array([False, True, False, True, True, True, True, True, True])
+    ctrl = control_features(rates, candidates, [0, 2], 2)
+    assert ctrl == [1, 6]  # nearest to the rare target 0 and to the frequent target 2
+    assert len(control_features(rates, candidates, [0, 2], 20)) == candidates.sum()
+
+
+def test_feature_words_are_the_most_frequent_tokens_at_the_top_pairs():
+    maxacts = pl.DataFrame({
+        "pair_id": [0, 1, 2, 3, 0, 1, 2, 0], "lang": ["en"] * 4 + ["es"] * 3 + ["en"],
+        "feature_id": [1, 1, 1, 1, 1, 1, 1, 2], "value": [5.0, 4.0, 3.0, 0.1, 1.0, 2.0, 3.0, 1.0],
+        "token_id": [10, 11, 10, 12, 20, 21, 21, 30]})
+    words = feature_words(maxacts, [1, 2, 3], ["en", "es"], top_pairs=3, k=2)
+    assert words[1] == {"en": [10, 11], "es": [21, 20]}
+    assert words[2] == {"en": [30], "es": []} and words[3] == {"en": [], "es": []}
+
+
+def test_headline_counts_each_methods_top_list():
+    table = pl.DataFrame({
+        "source": ["paired:top3,seed:top3", "paired:top3", "paired:top3,paired:concept",
+                   "seed:top3", "seed:top3", "control"],
+        "is_control": [False] * 5 + [True],
+        "verdict": ["both", "one:es", "neither", "untested", "both", "both"]})
+    assert headline(table) == ("Causal check: paired top 3 — 1 both, 1 one-language, 1 neither; "
+                               "seed top 3 — 2 both, 0 one-language, 0 neither, 1 untested.")
+
+
+# ------------------------------------------------------------- a planted model, known answers
+
+
+def _planted(tokenizer, s: float = 4.0, c: float = 5.0):
+    """A 2-layer model whose blocks do nothing (zero weights): the residual stream is s times
+    the one-hot of the current token, and the unembedding gives the next letter of a cycle
+    (a..m for "en", n..z for "es") a logit of s*c = 20, every other token 0."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    V = len(tokenizer)
+    cfg = HookedTransformerConfig(n_layers=2, d_model=V, n_heads=1, d_head=4, d_mlp=4,
+                                  d_vocab=V, n_ctx=64, act_fn="relu", normalization_type=None,
+                                  positional_embedding_type="standard", seed=0)
+    model = HookedTransformer(cfg, tokenizer=tokenizer)
+    ids = {ch: tokenizer.convert_tokens_to_ids(ch) for ch in "abcdefghijklmnopqrstuvwxyz"}
+    cycle_a, cycle_b = "abcdefghijklm", "nopqrstuvwxyz"
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.embed.W_E.copy_(s * torch.eye(V))
+        for cycle in (cycle_a, cycle_b):
+            for k, ch in enumerate(cycle):
+                model.unembed.W_U[ids[ch], ids[cycle[(k + 1) % len(cycle)]]] = c
+    return model.eval(), ids, cycle_a, cycle_b
+
+
+def _walk(cycle: str, start: int, n: int) -> str:
+    return "".join(cycle[(start + k) % len(cycle)] for k in range(n))
+
+
+def test_planted_features_get_the_verdicts_and_effects_known_in_closed_form(tiny_model_dir):
+    """Feature 0's decoder is s times the sum of the "en" letters' directions, feature 1's of
+    every letter's; both (and 10 small random controls) fire with value 1 everywhere. Removing
+    feature 0 at an en letter t leaves t's direction at 0 and pushes the other 12 en letters'
+    successors to -20: the true next token then ties with V - 13 others at 0, so the loss goes
+    from ~0 to log(V - 12); on es sentences it only lowers logits that were not the answer
+    (effect <= 0). Feature 1 does the same in both languages: log(V - 25)."""
+    from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
+    from transformers import PreTrainedTokenizerFast
+
+    from polyglot_sae.causal.run import causal_table
+
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(tiny_model_dir)
+    model, ids, cycle_a, cycle_b = _planted(tokenizer)
+    V, s, hook = len(tokenizer), 4.0, "blocks.0.hook_resid_post"
+    cfg = JumpReLUSAEConfig(d_in=V, d_sae=12)
+    cfg.metadata.hook_name = hook
+    sae = JumpReLUSAE(cfg)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        sae.W_enc.zero_()
+        sae.b_enc.fill_(1.0)
+        sae.threshold.fill_(0.5)
+        sae.b_dec.zero_()
+        sae.W_dec.copy_(0.01 * torch.randn(12, V, generator=gen))
+        sae.W_dec[0] = 0.0
+        sae.W_dec[1] = 0.0
+        for ch in cycle_a:
+            sae.W_dec[0, ids[ch]] = s
+        for ch in cycle_a + cycle_b:
+            sae.W_dec[1, ids[ch]] = s
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        n = int(rng.integers(5, 10))
+        rows += [(i, "en", _walk(cycle_a, int(rng.integers(13)), n)),
+                 (i, "es", _walk(cycle_b, int(rng.integers(13)), n))]
+    pool = pl.DataFrame(rows, schema={"pair_id": pl.UInt32, "lang": pl.String,
+                                      "text": pl.String}, orient="row")
+    maxacts = pl.DataFrame({
+        "pair_id": np.repeat(np.arange(100, 110), 24).astype(np.uint32),
+        "lang": np.tile(np.repeat(["en", "es"], 12), 10),
+        "feature_id": np.tile(np.arange(12), 20).astype(np.uint32),
+        "value": np.ones(240, dtype=np.float32),
+        "token_id": np.tile(np.repeat([ids["c"], ids["p"]], 12), 10).astype(np.uint32)})
+    config = CausalConfig(pairs_per_lang=8, controls=10, bootstrap=50, batch_size=4,
+                          contexts={"en": ["abc", "hij"], "es": ["nop", "uvw"]})
+    with torch.no_grad():
+        table = causal_table(model, sae, hook, pool, {0: ["planted:en"], 1: ["planted:both"]},
+                             maxacts, ["en", "es"], config, n_scored_pairs=10)
+    rows = {r["feature_id"]: r for r in table.iter_rows(named=True)}
+    assert sorted(rows) == list(range(12))
+    assert [r["is_control"] for r in table.iter_rows(named=True)] == [False] * 2 + [True] * 10
+    f0, f1 = rows[0], rows[1]
+    assert f0["n_sentences_en"] == f0["n_sentences_es"] == 8
+    assert f0["effect_en"] == pytest.approx(math.log(V - 12), rel=1e-4)
+    assert f0["effect_en_lo"] == pytest.approx(math.log(V - 12), rel=1e-4)
+    assert -1e-4 < f0["effect_es"] <= 1e-5
+    assert f1["effect_en"] == pytest.approx(math.log(V - 25), rel=1e-4)
+    assert f1["effect_es"] == pytest.approx(math.log(V - 25), rel=1e-4)
+    assert abs(table["control_p95_en"][0]) < 1e-4 and abs(table["control_p95_es"][0]) < 1e-4
+    assert f0["verdict"] == "one:en" and f1["verdict"] == "both"
+    assert f0["source"] == "planted:en" and rows[5]["source"] == "control"
+    assert f0["words_en"] == ["c"] and f0["words_es"] == ["p"]
+    assert f0["alpha"] == pytest.approx(4.0)
+    # Steering feature 0 adds alpha * s * c = 80 to the logit of every en letter. After an en
+    # context the answer (the next en letter) rises with them: P("c") stays where it was.
+    # After an es context the answer (logit 20) does not: log P("c") goes from 0 - lse_clean
+    # to 80 - lse_steered, and log P("p") from 0 - lse_clean to 0 - lse_steered.
+    lse_clean = math.log(math.exp(20) + V - 1)
+    lse_steered = math.log(13 * math.exp(80) + math.exp(20) + V - 14)
+    assert f0["steer_en_en"] == pytest.approx(0.0, abs=1e-3)
+    assert f0["steer_es_en"] == pytest.approx(80 - lse_steered + lse_clean, rel=1e-4)
+    assert f0["steer_es_en"] > 17
+    assert f0["steer_en_es"] == pytest.approx(-80.0, rel=1e-4)
+    assert f0["steer_es_es"] == pytest.approx(lse_clean - lse_steered, rel=1e-4)
+
+
+# ------------------------------------------------------------------- the stage, end to end
+
+
+@pytest.fixture(scope="module")
+def stage_inputs(tmp_path_factory):
+    from polyglot_sae.bench.causal_bench import tiny_inputs
+
+    return tiny_inputs(tmp_path_factory.mktemp("causal") / "inputs")
+
+
+def test_stage_writes_the_table_and_the_figure(stage_inputs, tmp_path):
+    from polyglot_sae.atomic_io import read_metadata
+    from polyglot_sae.causal.stage import causal_figure_file, causal_file
+
+    config = CausalConfig(top_n=4, class_top_n=4, features=[3], pool_pairs=20,
+                          pairs_per_lang=5, controls=4, bootstrap=50, device="cpu")
+    table = causal_file(**stage_inputs, out_path=tmp_path / "causal.parquet",
+                        figure_path=tmp_path / "causal.png", config=config)
+    for lang in ("en", "es"):
+        for col in ("effect_{}", "effect_{}_lo", "effect_{}_hi", "n_sentences_{}",
+                    "control_p95_{}", "clean_loss_{}", "words_{}"):
+            assert col.format(lang) in table.columns
+    assert {"steer_en_en", "steer_en_es", "steer_es_en", "steer_es_es", "feature_id", "source",
+            "is_control", "verdict", "alpha", "firing_rate"} <= set(table.columns)
+    tested = table.filter(~pl.col("is_control"))
+    assert table.filter(pl.col("is_control")).height == 4
+    assert tested.filter(pl.col("source").str.contains("paired:top4")).height == 4
+    assert tested.filter(pl.col("source").str.contains("paired:concept")).height == 4
+    assert tested.filter(pl.col("source").str.contains("seed:top4")).height == 4
+    assert "config" in tested.filter(pl.col("feature_id") == 3)["source"][0]
+    assert set(table["verdict"]) <= {"both", "one:en", "one:es", "neither", "untested"}
+    measured = table.filter(pl.col("n_sentences_en") > 0)
+    assert measured.height > 0
+    assert (measured["effect_en_lo"] <= measured["effect_en"] + 1e-12).all()
+    assert (measured["effect_en"] <= measured["effect_en_hi"] + 1e-12).all()
+    assert table["n_sentences_en"].max() <= 5
+    silent = table.filter((pl.col("n_sentences_en") == 0) & (pl.col("n_sentences_es") == 0))
+    assert (silent["verdict"] == "untested").all()
+    assert (tmp_path / "causal.png").stat().st_size > 10_000
+    meta = read_metadata(tmp_path / "causal.parquet")
+    assert meta["causal"]["pairs_per_lang"] == 5 and meta["hook"] == stage_inputs["hook"]
+    assert causal_figure_file(tmp_path / "causal.parquet", tmp_path / "again.png",
+                              ["en", "es"]).stat().st_size > 10_000
+    assert headline(table).startswith("Causal check: paired top 4 — ")
+
+
+def test_stage_refuses_bad_input(stage_inputs, tmp_path):
+    from polyglot_sae.causal.stage import causal_file
+
+    def run(config, **changes):
+        return causal_file(**{**stage_inputs, **changes}, out_path=tmp_path / "c.parquet",
+                           config=config)
+
+    with pytest.raises(InputError, match="causal.features") as err:
+        run(CausalConfig(features=[64], device="cpu"))
+    assert "63" in err.value.fix
+    with pytest.raises(InputError) as err:
+        run(CausalConfig(contexts={"es": []}, device="cpu"))
+    assert err.value.field == "causal.contexts.es"
+    with pytest.raises(InputError) as err:
+        run(CausalConfig(device="cpu"), langs=["en", "eo"])  # no built-in Esperanto contexts
+    assert err.value.field == "causal.contexts.eo"
+    everything = tmp_path / "all.parquet"
+    pl.read_parquet(stage_inputs["pairs_path"]).write_parquet(everything)
+    with pytest.raises(InputError, match="no held-out pairs") as err:
+        run(CausalConfig(device="cpu"), train_path=everything)
+    assert err.value.field == "pair_id"
+    assert not (tmp_path / "c.parquet").exists()
