@@ -47,7 +47,8 @@ TABLES = ("maxacts/tiny-sae.parquet", "scores/tiny-sae.exact.parquet", "scores/t
 # What the SLURM run makes: the tables, and outputs of two grouped rules (`post`) that bring in
 # the SAE's quality; every GPU rule but the MCS ladder's. The whole DAG runs locally elsewhere
 # (test_workflow), and SLURM adds a submission and a status poll per job, not new rules.
-SLURM_TARGETS = (*(f"results/tiny/{t}" for t in TABLES), "results/tiny/sweeps/saes.parquet",
+SLURM_TARGETS = (*(f"results/tiny/{t}" for t in TABLES), "results/tiny/sae_quality/tiny-sae.json",
+                 "results/tiny/sweeps/saes.parquet",
                  "results/tiny/figures/tiny-sae.exact.bi_curve.png")
 
 
@@ -128,7 +129,8 @@ def test_profile_is_found_by_name(tmp_path):
 
 def _slurm_run(workdir: Path) -> subprocess.CompletedProcess:
     """Snakemake through the slurm profile, capped by `timeout -k`; on failure, what went wrong."""
-    cmd = ["timeout", "-k", "10", str(RUN_LIMIT_S), *_profile_cmd(workdir), *SLURM_TARGETS,
+    snakemake, *options = _profile_cmd(workdir)  # targets first: --configfile takes a list
+    cmd = ["timeout", "-k", "10", str(RUN_LIMIT_S), snakemake, *SLURM_TARGETS, *options,
            # Poll sacct 1 s after submitting (the profile's 10 s would add ~10 s per DAG level).
            "--slurm-init-seconds-before-status-checks", "1"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
