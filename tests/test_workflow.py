@@ -243,7 +243,8 @@ def test_full_dag_outputs(finished):
     assert tested.height >= 4 and set(tested["verdict"]) <= {"both", "one:en", "one:es",
                                                             "neither", "untested"}
     assert (res / "tiny" / "causal" / "tiny-sae.png").exists()
-    assert "Causal check: paired top " in (res / "tiny" / "summary.md").read_text()
+    summary = (res / "tiny" / "summary.md").read_text()
+    assert "Causal check: " in summary and "; paired top 20 — " in summary
     saes = pl.read_parquet(res / "tiny" / "sweeps" / "saes.parquet")
     assert saes.select("sae", "method", "layer").rows() == [("tiny-sae", "exact", 1), ("tiny-sae", "seed", 1)]
     ladder = pl.read_parquet(res / "tiny" / "mcs" / "tiny-sae.ladder.parquet")
@@ -428,7 +429,7 @@ def test_bad_hook_and_wrong_width_fail_clearly_and_lose_nothing(finished, tmp_pa
                          "results/tiny/maxacts/bad-width.parquet", "results/tiny/sae_quality/bad-width.json",
                          check=False, timeout=1200)
     assert proc.returncode != 0
-    logs = {p.name: p.read_text() for p in (workdir / "logs").rglob("*.log")}
+    logs = {p: p.read_text() for p in (workdir / "logs").rglob("*.log")}  # names repeat
     hook_log = next(t for t in logs.values() if "no hook named 'blocks.9.hook_resid_post'" in t)
     # Which entry, what and which hooks exist (the tiny model has 2 layers), then what to do.
     assert ("config saes[bad-hook]: hook: the model has no hook named "
