@@ -25,10 +25,9 @@ import polars as pl
 import torch
 from jaxtyping import Float, Int
 
-from polyglot_sae.activations.forward import (Batch, Sentence, hook_batches, lean_forward,
-                                              tokenize)
+from polyglot_sae.activations.forward import Batch, Sentence, hook_batches, tokenize
 from polyglot_sae.atomic_io import write_parquet_parts
-from polyglot_sae.model.lean_forward import LeanForward, lean_supports
+from polyglot_sae.model.lean_forward import LeanForward, lean_forward_for, lean_supports
 from polyglot_sae.model.load import special_token_ids
 
 ACTS_SCHEMA = {"pair_id": pl.UInt32, "lang": pl.String, "token_pos": pl.UInt16,
@@ -152,7 +151,13 @@ def hook_groups(model, hooks: Sequence[str], cfg: ExtractConfig) -> list[tuple[b
 def forward_passes(model, hooks: Sequence[str], cfg: ExtractConfig,
                    ) -> list[tuple[LeanForward | None, list[str]]]:
     """`hook_groups` with each lean pass's forward built (None: TransformerLens)."""
-    return [(lean_forward(model, group, cfg.forward, cfg.compile) if is_lean else None, group)
+    return [(lean_forward_for(model, group, cfg.compile) if is_lean else None, group)
+            for is_lean, group in hook_groups(model, hooks, cfg)]
+
+
+def pass_names(model, hooks: Sequence[str], cfg: ExtractConfig) -> list[tuple[str, list[str]]]:
+    """`hook_groups` as the job logs show it: (engine, hooks) per pass."""
+    return [("lean" if is_lean else "transformer_lens", group)
             for is_lean, group in hook_groups(model, hooks, cfg)]
 
 

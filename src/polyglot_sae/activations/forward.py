@@ -21,7 +21,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from tqdm.auto import tqdm
 
-from polyglot_sae.model.lean_forward import LeanForward, lean_forward_for, resid_post_layer
+from polyglot_sae.model.lean_forward import LeanForward, resid_post_layer
 from polyglot_sae.model.load import stop_layer
 
 
@@ -108,13 +108,6 @@ def padded_tokens(batch: Sequence[Sentence], pad: int) -> Int[torch.Tensor, "bat
     return torch.from_numpy(_Packed(batch).padded(np.arange(len(batch)), pad)[0])
 
 
-def lean_forward(model, hooks: str | Sequence[str], forward: str,
-                 compile: bool = False) -> LeanForward | None:  # noqa: A002
-    """The lean forward to `hooks` when the config asks for it and it covers them all (built
-    once per extraction: it copies the block weights); None: TransformerLens' forward."""
-    return lean_forward_for(model, hooks, compile) if forward == "lean" else None
-
-
 def pad_token_id(model) -> int:
     tokenizer = model.tokenizer
     return (tokenizer.pad_token_id or 0) if tokenizer is not None else 0
@@ -132,7 +125,7 @@ def hook_batches(model, hooks: str | Sequence[str], sentences: Sequence[Sentence
                  ) -> Iterator[Batch]:
     """Length-sorted, right-padded batches with their activations at each hook, from one pass
     that stops at the deepest hook unless the logits are wanted too. `lean` (from
-    `lean_forward`), when given, computes the activations instead of TransformerLens.
+    `lean_forward_for`), when given, computes the activations instead of TransformerLens.
 
     TransformerLens' activations are taken by forward hooks rather than `run_with_cache`, which
     would also build an ActivationCache per batch; the tensors are the same."""

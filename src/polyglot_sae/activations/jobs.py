@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 import torch
 
-from polyglot_sae.activations.extract import (ExtractConfig, Target, hook_groups, provenance,
+from polyglot_sae.activations.extract import (ExtractConfig, Target, pass_names, provenance,
                                               save_dense_activations, token_table,
                                               write_sparse_tables)
 from polyglot_sae.activations.forward import tokenize
@@ -97,8 +97,7 @@ def extract_shard(*, model_dir: str, own: Sibling, siblings: Sequence[Sibling],
                 excluded_tokens=sorted(special_token_ids(model.tokenizer)), **{KEY_FIELD: s.key})
             write_parquet(tokens, paths["tokens"], meta)
             targets.append(Target(sae, s.hook, paths["acts"], meta))
-        passes = [("lean" if is_lean else "transformer_lens", hooks)
-                  for is_lean, hooks in hook_groups(model, [s.hook for s, _ in loaded], cfg)]
+        passes = pass_names(model, [s.hook for s, _ in loaded], cfg)
         rows = write_sparse_tables(model, targets, sentences, cfg, desc)
     return {"adopted": False, "passes": passes,
             "rows": {s.sae_id: n for (s, _), n in zip(loaded, rows)}}
@@ -129,6 +128,5 @@ def cache_training_activations(*, model_dir: str, own: Sibling, siblings: Sequen
         paths = [s.final["acts"] if s is own else s.cached(shared)["acts"] for s in todo]
         n = save_dense_activations(model, [s.hook for s in todo], pairs, cfg, paths,
                                    [{KEY_FIELD: s.key} for s in todo])
-        passes = [("lean" if is_lean else "transformer_lens", hooks)
-                  for is_lean, hooks in hook_groups(model, [s.hook for s in todo], cfg)]
+        passes = pass_names(model, [s.hook for s in todo], cfg)
     return {"adopted": False, "passes": passes, "tokens": n, "hooks": [s.hook for s in todo]}
