@@ -30,14 +30,20 @@ def sweep_config(workdir, saes=SAES):
     config["pages"] = {**config["pages"], "screenshots": False}
     config["logit_lens"].update(null_directions=8)
     config["layers"] = {"bootstrap": 50}
+    config["causal"] = {"enabled": False}  # as in the preset: the profile does not read it
     return config
+
+
+# What the tests read: the profile and its figure, and the summary (SAE quality, the paired
+# classes and the logit lens on the way); pages and per-SAE figures are the default DAG's test.
+TARGETS = ("results/tiny/sweeps/layers.png", "results/tiny/summary.md")
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("sweep")
     write_config(workdir, sweep_config(workdir))
-    run_snakemake(workdir, "--cores", "2", timeout=1800)
+    run_snakemake(workdir, "--cores", "2", *TARGETS, timeout=1800)
     return workdir
 
 
@@ -123,7 +129,7 @@ def test_a_fourth_hook_plans_only_its_own_work(sweep, tmp_path):
     config = sweep_config(workdir, {**SAES, "l0-mlp": "blocks.0.hook_mlp_out"})
     config["corpus"] = yaml.safe_load((sweep / "config.yaml").read_text())["corpus"]
     write_config(workdir, config)
-    jobs = planned_jobs(workdir)
+    jobs = planned_jobs(workdir, *TARGETS)
     n_shards = len(json.loads((sweep / "results" / "toy" / "shards.json").read_text())["shards"])
     # the new hook's cache, SAE, extraction and analyses, and the profile and summary
     assert jobs["cache_train_acts"] == 1 and jobs["extract"] == n_shards

@@ -43,8 +43,9 @@ H100_BF16_TFLOPS = 989.0
 PAD, EOS, BOS = 0, 1, 2  # Gemma's ids
 
 
-def build_model(layers: int | None, dtype: torch.dtype, device: str):
-    """Gemma-2-2B's shape from TransformerLens' offline config table, random weights."""
+def build_model(layers: int | None, dtype: torch.dtype, device: str, d_vocab: int | None = None):
+    """Gemma-2-2B's shape from TransformerLens' offline config table, random weights (a smaller
+    vocabulary only for smoke runs: the 256k embedding alone is 2.4 GB in float32)."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformer_lens.loading_from_pretrained import get_pretrained_model_config
 
@@ -52,6 +53,8 @@ def build_model(layers: int | None, dtype: torch.dtype, device: str):
     cfg.update(tokenizer_name=None, init_weights=True, device=device, seed=0)
     if layers is not None:
         cfg["n_layers"] = layers
+    if d_vocab is not None:
+        cfg.update(d_vocab=d_vocab, d_vocab_out=d_vocab)
     with torch.device(device):
         model = HookedTransformer(HookedTransformerConfig.from_dict(cfg))
     return model.eval()
@@ -148,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
     parser.add_argument("--layers", type=int, default=None, help="n_layers (default 26)")
+    parser.add_argument("--d-vocab", type=int, default=None,
+                        help="vocabulary size (default Gemma-2's 256,000; smaller for smoke runs)")
     parser.add_argument("--hook-layer", type=int, default=20, help="capped at n_layers - 1")
     parser.add_argument("--d-sae", type=int, default=16_384)
     parser.add_argument("--l0", type=float, default=70.0, help="target latents per token")
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
 
     t0 = time.perf_counter()
-    model = build_model(args.layers, dtype, device)
+    model = build_model(args.layers, dtype, device, args.d_vocab)
     hook_layer = min(args.hook_layer, model.cfg.n_layers - 1)
     hook = f"blocks.{hook_layer}.hook_resid_post"
     stop = hook_layer + 1
