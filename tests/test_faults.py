@@ -97,8 +97,16 @@ def reference(tmp_path_factory):
     return workdir
 
 
+def upstream_of_extraction(reference: Path, workdir: Path) -> None:
+    """The finished run up to the shards (model, SAE, split, Snakemake's records): only the
+    extraction and what follows it run again."""
+    for path in reference.iterdir():
+        subprocess.run(["cp", "-a", str(path), str(workdir)], check=True)
+    subprocess.run(["rm", "-r", str(workdir / "results" / "cl")], check=True)
+
+
 def test_killed_extraction_is_retried_and_the_results_are_unchanged(reference, tmp_path):
-    write_config(tmp_path, cluster_config(tmp_path))
+    upstream_of_extraction(reference, tmp_path)
     run, shard = kill_extraction_mid_write(tmp_path, "--retries", "1")
     assert run.returncode == 0, run.stderr[-4000:]
     assert "Error in rule extract" in run.stderr and f"shard={shard}" in run.stderr
@@ -109,7 +117,7 @@ def test_killed_extraction_is_retried_and_the_results_are_unchanged(reference, t
 
 
 def test_rerun_after_a_kill_computes_only_what_is_missing(reference, tmp_path):
-    write_config(tmp_path, cluster_config(tmp_path))
+    upstream_of_extraction(reference, tmp_path)
     run, shard = kill_extraction_mid_write(tmp_path, "--keep-going")
     assert run.returncode != 0
     finished = {p.name: p.stat().st_mtime_ns for p in acts_dir(tmp_path).glob("*.parquet")}
