@@ -24,8 +24,9 @@ needs_sword = pytest.mark.skipif(
 
 # pytest-xdist (`-n auto`, pyproject; one worker more than cores, below): the tests of one file
 # share its module fixtures (a finished DAG, a running cluster, a converted model), so a file
-# runs in one worker, except the files below, whose tests each run a whole DAG of their own. Files are handed out in
-# collection order, so the long ones go first and the short ones fill in around them.
+# runs in one worker, except the files below, whose tests each run a whole DAG of their own.
+# Files are handed out in collection order, so the long ones go first and the short ones fill
+# in around them.
 LONG_FILES = ("test_slurm.py", "test_workflow.py", "test_languages.py", "test_faults.py",
               "test_layer_sweep.py", "test_slow_gemma.py")
 SPLIT_FILES = ("test_languages.py",)

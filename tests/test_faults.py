@@ -97,11 +97,16 @@ def reference(tmp_path_factory):
     return workdir
 
 
-def upstream_of_extraction(reference: Path, workdir: Path) -> None:
-    """The finished run up to the shards (model, SAE, split, Snakemake's records): only the
-    extraction and what follows it run again."""
+def copy_run(reference: Path, workdir: Path) -> None:
+    """The finished run, Snakemake's records and timestamps included."""
     for path in reference.iterdir():
         subprocess.run(["cp", "-a", str(path), str(workdir)], check=True)
+
+
+def upstream_of_extraction(reference: Path, workdir: Path) -> None:
+    """The finished run up to the shards (model, SAE, split): only the extraction and what
+    follows it run again."""
+    copy_run(reference, workdir)
     subprocess.run(["rm", "-r", str(workdir / "results" / "cl")], check=True)
 
 
@@ -133,8 +138,7 @@ def test_rerun_after_a_kill_computes_only_what_is_missing(reference, tmp_path):
 def test_grown_corpus_extracts_only_new_shards_and_matches_a_fresh_run(reference, tmp_path):
     grown = tmp_path / "grown"
     grown.mkdir()
-    for path in reference.iterdir():  # the finished run, Snakemake's records included
-        subprocess.run(["cp", "-a", str(path), str(grown)], check=True)
+    copy_run(reference, grown)
     before = {p.name: p.stat().st_mtime_ns for p in acts_dir(grown).glob("*.parquet")}
     write_config(grown, cluster_config(grown, n_pairs=GROWN_PAIRS))  # 60 pairs appended
     jobs = planned_jobs(grown, *TARGETS)

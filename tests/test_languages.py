@@ -15,7 +15,8 @@ FRENCH = ["Dieu", "eau", "roi", "maison", "lumière", "pain", "ville", "rivière
 @pytest.mark.parametrize("langs", [("en", "es", "fr"), ("en", "fr")], ids=["three", "en-fr"])
 def test_other_languages_run_the_whole_dag(tmp_path, langs):
     """Languages come from the config everywhere: three languages, and a pair without Spanish,
-    run the default DAG (lighter settings: one ladder width, fewer permutations)."""
+    run the default DAG (lighter settings: one shard, one ladder width, fewer
+    permutations)."""
     workdir = tmp_path / "dag"
     workdir.mkdir()
     config = tiny_config(workdir, shard_pairs=30)  # one shard: sharding is tested elsewhere
