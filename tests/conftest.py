@@ -22,11 +22,10 @@ needs_sword = pytest.mark.skipif(
     reason="Debian sword-text-kjv and sword-text-sparv are not installed (CI installs them)")
 
 
-# pytest-xdist (`-n auto`, pyproject; one worker more than cores, below): the tests of one file
-# share its module fixtures (a finished DAG, a running cluster, a converted model), so a file
-# runs in one worker, except the files below, whose tests each run a whole DAG of their own.
-# Files are handed out in collection order, so the long ones go first and the short ones fill
-# in around them.
+# pytest-xdist (`-n auto`, pyproject): the tests of one file share its module fixtures (a
+# finished DAG, a running cluster, a converted model), so a file runs in one worker, except the
+# files below, whose tests each run a whole DAG of their own. Files are handed out in collection
+# order, so the long ones go first and the short ones fill in around them.
 LONG_FILES = ("test_slurm.py", "test_workflow.py", "test_languages.py", "test_faults.py",
               "test_layer_sweep.py", "test_slow_gemma.py")
 SPLIT_FILES = ("test_languages.py",)
@@ -39,13 +38,6 @@ def _file(nodeid: str) -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONG_FILES)}
     items.sort(key=lambda item: rank.get(_file(item.nodeid), len(rank)))  # stable
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_auto_num_workers(config) -> int:
-    """One worker more than cores (`-n auto`): the slurm tier waits on sacct polls and a
-    Snakemake run on the job before the next, so one worker per core leaves a core idle."""
-    return (os.cpu_count() or 1) + 1
 
 
 @pytest.hookimpl(optionalhook=True)
