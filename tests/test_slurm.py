@@ -2,7 +2,7 @@
 accounting and one dummy GPU) runs the tiny DAG's tables and two grouped rules through
 `snakemake --profile slurm`, typed as users type it in the repository root (the committed link `slurm` -> profiles/slurm); every job must
 have gone through sbatch, the GPU rules must have asked for and got a GPU, and the tables must
-equal those of a plain local run bit for bit.
+equal bit for bit those of the same config's whole DAG run locally through profiles/local.
 
 One extraction job is SIGKILLed while it runs, as the OOM killer or a node fault would: the
 profile's retries must resubmit it and the tables must still be the local run's.
@@ -37,12 +37,11 @@ pytestmark = pytest.mark.slurm
 # Snakemake looks a profile name up in the working directory first (then ~/.config/snakemake and
 # /etc/xdg/snakemake): the repository root's `slurm` link makes `--profile slurm` find it there.
 PROFILE = ROOT / "slurm"
-LOCAL_PROFILE = ROOT / "profiles" / "local"
 STATE = Path(os.environ.get("SLURM_STATE_DIR", "/tmp/polyglot-slurm"))
 # Wall-clock cap of each Snakemake run: a lost job status makes the plugin wait forever while
 # ignoring SIGTERM, hence `timeout -k` (SIGKILL 10 s after the SIGTERM).
 RUN_LIMIT_S = 1500
-# The tables compared bit for bit; the local run makes only these, the SLURM run the whole DAG.
+# The tables compared bit for bit with the local run's.
 TABLES = ("maxacts/tiny-sae.parquet", "scores/tiny-sae.exact.parquet", "scores/tiny-sae.seed.parquet")
 # What the SLURM run makes: the tables, and outputs of two grouped rules (`post`) that bring in
 # the SAE's quality; every GPU rule but the MCS ladder's. The whole DAG runs locally elsewhere
@@ -180,32 +179,28 @@ def _kill_one_running(rule: str, workdir: Path, stop: threading.Event) -> str | 
 
 
 @pytest.fixture(scope="module")
-def runs(cluster, tmp_path_factory):
-    """The tiny DAG through SLURM and, side by side with it, the compared tables locally
-    (through the local profile); plus the jobs Snakemake planned for the SLURM run."""
-    dirs = {}
-    for name in ("slurm", "local"):
-        dirs[name] = tmp_path_factory.mktemp(name)
-        write_config(dirs[name], tiny_config(dirs[name]))
-    planned = planned_jobs(dirs["slurm"], *SLURM_TARGETS)
+def runs(cluster, tmp_path_factory, request):
+    """The tiny DAG's tables through SLURM, and the jobs Snakemake planned for it; beside it, the
+    same config's whole DAG run locally (conftest.tiny_dag, shared with test_workflow), which
+    uses the CPUs while SLURM jobs queue."""
+    workdir = tmp_path_factory.mktemp("slurm")
+    write_config(workdir, tiny_config(workdir))
+    planned = planned_jobs(workdir, *SLURM_TARGETS)
     t0 = time.monotonic()
     stop = threading.Event()
-    with ThreadPoolExecutor(2) as pool:  # the local run uses the CPUs while SLURM jobs queue
-        local = pool.submit(run_snakemake, dirs["local"], "--profile", str(LOCAL_PROFILE),
-                            "--cores", "2",
-                            *(f"results/tiny/{t}" for t in TABLES), timeout=RUN_LIMIT_S)
-        killed = pool.submit(_kill_one_running, "extract", dirs["slurm"], stop)
+    with ThreadPoolExecutor(2) as pool:
+        slurm = pool.submit(_slurm_run, workdir)
+        killed = pool.submit(_kill_one_running, "extract", workdir, stop)
         try:
-            proc = _slurm_run(dirs["slurm"])
+            local, _ = request.getfixturevalue("tiny_dag")
+            proc = slurm.result()
         finally:
             stop.set()
-        slurm_s = time.monotonic() - t0
-        local.result()
-    print(f"\nslurm run {slurm_s:.0f} s; slurm + local run {time.monotonic() - t0:.0f} s")
+    print(f"\nslurm run and local DAG {time.monotonic() - t0:.0f} s")
     # Extraction jobs exist once the `shards` checkpoint has cut the corpus: not in the dry run.
-    manifest = json.loads((dirs["slurm"] / "results" / "toy" / "shards.json").read_text())
+    manifest = json.loads((workdir / "results" / "toy" / "shards.json").read_text())
     planned["extract"] = len(manifest["shards"])
-    return dirs, planned, proc, killed.result()
+    return {"slurm": workdir, "local": local}, planned, proc, killed.result()
 
 
 def test_every_job_went_through_sbatch(runs):

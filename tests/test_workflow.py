@@ -141,11 +141,9 @@ def check_size_ablation(res, method, sizes=(10, 20), subsets=3, top_k=4, permuta
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("dag")
-    write_config(workdir, tiny_config(workdir))
-    proc = run_snakemake(workdir, "--cores", "2", timeout=2400)
-    return workdir, proc
+def finished(tiny_dag):
+    """The tiny DAG, finished (conftest.tiny_dag: shared with the slurm tier's comparison)."""
+    return tiny_dag
 
 
 def _dense(table: pl.DataFrame, lang: str, ids: list[int], d_sae: int) -> np.ndarray:
@@ -190,7 +188,7 @@ def check_paired(res):
 
 
 def test_full_dag_outputs(finished):
-    workdir, proc = finished
+    workdir, stdout = finished
     res = workdir / "results"
     pairs = pl.read_parquet(res / "toy" / "pairs.parquet")
     assert pairs.schema == {"pair_id": pl.UInt32, "lang": pl.String, "text": pl.String}
@@ -274,7 +272,7 @@ def test_full_dag_outputs(finished):
     nu = json.loads((res / "tiny" / "monolinguality" / "tiny-sae.exact.json").read_text())
     assert -1 <= nu["rho"] <= 1 and nu["n_features"] > 4
     summary = (res / "tiny" / "summary.md").read_text()
-    assert "Top 4 features: tiny-sae, method exact" in summary and summary in proc.stdout
+    assert "Top 4 features: tiny-sae, method exact" in summary and summary in stdout
     assert (workdir / "logs" / "tiny" / "extract" / "tiny-sae" / "00000.log").read_text()
     assert planned_jobs(workdir) == {}  # nothing left to do
 

@@ -43,9 +43,10 @@ H100_BF16_TFLOPS = 989.0
 PAD, EOS, BOS = 0, 1, 2  # Gemma's ids
 
 
-def build_model(layers: int | None, dtype: torch.dtype, device: str, d_vocab: int | None = None):
+def build_model(layers: int | None, dtype: torch.dtype, device: str, d_vocab: int | None = None,
+                d_model: int | None = None, d_mlp: int | None = None):
     """Gemma-2-2B's shape from TransformerLens' offline config table, random weights (a smaller
-    vocabulary only for smoke runs: the 256k embedding alone is 2.4 GB in float32)."""
+    vocabulary and widths only for smoke runs: the 256k embedding alone is 2.4 GB in float32)."""
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformer_lens.loading_from_pretrained import get_pretrained_model_config
 
@@ -55,6 +56,7 @@ def build_model(layers: int | None, dtype: torch.dtype, device: str, d_vocab: in
         cfg["n_layers"] = layers
     if d_vocab is not None:
         cfg.update(d_vocab=d_vocab, d_vocab_out=d_vocab)
+    cfg.update({k: v for k, v in (("d_model", d_model), ("d_mlp", d_mlp)) if v is not None})
     with torch.device(device):
         model = HookedTransformer(HookedTransformerConfig.from_dict(cfg))
     return model.eval()
@@ -153,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=None, help="n_layers (default 26)")
     parser.add_argument("--d-vocab", type=int, default=None,
                         help="vocabulary size (default Gemma-2's 256,000; smaller for smoke runs)")
+    parser.add_argument("--d-model", type=int, default=None,
+                        help="residual width (default Gemma-2-2B's 2,304; smaller for smoke runs)")
+    parser.add_argument("--d-mlp", type=int, default=None,
+                        help="MLP width (default Gemma-2-2B's 9,216; smaller for smoke runs)")
     parser.add_argument("--hook-layer", type=int, default=20, help="capped at n_layers - 1")
     parser.add_argument("--d-sae", type=int, default=16_384)
     parser.add_argument("--l0", type=float, default=70.0, help="target latents per token")
@@ -172,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
 
     t0 = time.perf_counter()
-    model = build_model(args.layers, dtype, device, args.d_vocab)
+    model = build_model(args.layers, dtype, device, args.d_vocab, args.d_model, args.d_mlp)
     hook_layer = min(args.hook_layer, model.cfg.n_layers - 1)
     hook = f"blocks.{hook_layer}.hook_resid_post"
     stop = hook_layer + 1

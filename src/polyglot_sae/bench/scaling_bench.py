@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-pairs", type=int, default=2000)
     parser.add_argument("--permutations", type=int, default=100)
     parser.add_argument("--d-model", type=int, default=640, help="for the encoder timing (640: Gemma-3-270M, 2304: Gemma-2-2B)")
+    parser.add_argument("--encoder-d-sae", type=int, nargs="+", default=[2048, 65_536],
+                        help="widths timed in the encoder, besides --d-sae (smaller for smoke runs)")
     args = parser.parse_args(argv)
 
     print("pairs | d_sae | activation rows | reduce s | score s | score + null s "
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{n_pairs:,} | {d_sae:,} | ~{tokens * shape.l0 / 1e6:.0f} M | {t1 - t0:.1f} | "
                   f"{t2 - t1:.1f} | {t3 - t2:.1f}", flush=True)
     print(f"\nSAE encoder, float32 on this CPU, d_model {args.d_model}:")
-    for d_sae in sorted(set(args.d_sae) | {2048, 65_536}):
+    for d_sae in sorted(set(args.d_sae) | set(args.encoder_d_sae)):
         print(f"  d_sae {d_sae:>6,}: {encoder_us_per_token(args.d_model, d_sae):.1f} us/token")
     return 0
 
