@@ -24,12 +24,15 @@ needs_sword = pytest.mark.skipif(
 
 
 # pytest-xdist (`-n auto`, pyproject): the tests of one file share its module fixtures (a
-# finished DAG, a running cluster, a converted model), so a file runs in one worker, except the
-# files below, whose tests each run a whole DAG of their own. Files are handed out in collection
-# order, so the long ones go first and the short ones fill in around them.
+# running cluster, a converted model), so a file runs in one worker, except the files below,
+# whose tests each run a whole DAG of their own. The slurm tier and test_workflow share one
+# scope: the slurm fixture runs the session's tiny DAG (tiny_dag) while its own jobs queue,
+# using the CPU that its waits on SLURM leave, and test_workflow then reads that DAG. Scopes are
+# handed out in collection order, so the long ones go first and the short ones fill in.
 LONG_FILES = ("test_slurm.py", "test_workflow.py", "test_languages.py", "test_faults.py",
               "test_layer_sweep.py", "test_slow_gemma.py")
 SPLIT_FILES = ("test_languages.py",)
+JOINED_FILES = {"test_slurm.py": "tiny-dag", "test_workflow.py": "tiny-dag"}
 
 
 def _file(nodeid: str) -> str:
@@ -49,7 +52,9 @@ def pytest_xdist_make_scheduler(config, log):
 
     class FileScopes(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return nodeid if _file(nodeid) in SPLIT_FILES else nodeid.split("::", 1)[0]
+            if _file(nodeid) in SPLIT_FILES:
+                return nodeid
+            return JOINED_FILES.get(_file(nodeid), nodeid.split("::", 1)[0])
 
     config.option.loadscopereorder = False
     return FileScopes(config, log)
