@@ -23,7 +23,7 @@ TEXTS = {
 
 @pytest.fixture(scope="module")
 def gemma(tmp_path_factory):
-    """Reuse the default run's converted model when present; else convert the GGUF (~1.5 min)."""
+    """Reuse the default run's converted model when present; else convert the GGUF (~1 min)."""
     prepared = ROOT / "resources" / "models" / "gemma-3-270m"
     if not (prepared / "polyglot_model.json").exists():
         prepared = prepare_model(ModelConfig(), tmp_path_factory.mktemp("models") / "gemma-3-270m")

