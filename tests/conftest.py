@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -182,44 +181,18 @@ def run_snakemake(workdir: Path, *args: str, timeout: int = 600,
     return proc
 
 
-def shared_run(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
-    """A workdir that `build` fills once per test session: under pytest-xdist, the first worker
-    to ask builds it in the session's shared temp dir while the others wait on a file lock (so a
-    whole DAG is not run once per worker). A failed build fails the waiting workers at once."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # <basetemp>/popen-gwN -> <basetemp>, one per session
-    workdir, failed = root / name, root / f"{name}.failed"
-    with open(root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if failed.exists():
-            pytest.fail(f"the shared run {name} failed in another worker:\n{failed.read_text()}")
-        if not (workdir / ".built").exists():
-            shutil.rmtree(workdir, ignore_errors=True)
-            workdir.mkdir()
-            try:
-                build(workdir)
-            except BaseException as exc:
-                failed.write_text(str(exc)[-20000:])
-                raise
-            (workdir / ".built").touch()
-    return workdir
-
-
 @pytest.fixture(scope="session")
 def tiny_dag(tmp_path_factory) -> tuple[Path, str]:
     """The whole default DAG of test_workflow.tiny_config through the local profile, run once
-    per session; its workdir and Snakemake's output. Tests copy it before changing anything."""
+    per session (its users, test_workflow and the slurm tier, share an xdist scope); its workdir
+    and Snakemake's output. Tests copy it before changing anything."""
     from test_workflow import tiny_config
 
-    def build(workdir: Path) -> None:
-        write_config(workdir, tiny_config(workdir))
-        proc = run_snakemake(workdir, "--profile", str(ROOT / "profiles" / "local"),
-                             "--cores", "2", timeout=2400)
-        (workdir / "snakemake.out").write_text(proc.stdout)
-
-    workdir = shared_run(tmp_path_factory, "tiny-dag", build)
-    return workdir, (workdir / "snakemake.out").read_text()
+    workdir = tmp_path_factory.mktemp("tiny-dag")
+    write_config(workdir, tiny_config(workdir))
+    proc = run_snakemake(workdir, "--profile", str(ROOT / "profiles" / "local"), "--cores", "2",
+                         timeout=2400)
+    return workdir, proc.stdout
 
 
 def copy_tree(src: Path, dst: Path) -> None:

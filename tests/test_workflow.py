@@ -140,12 +140,6 @@ def check_size_ablation(res, method, sizes=(10, 20), subsets=3, top_k=4, permuta
     return table
 
 
-@pytest.fixture(scope="module")
-def finished(tiny_dag):
-    """The tiny DAG, finished (conftest.tiny_dag: shared with the slurm tier's comparison)."""
-    return tiny_dag
-
-
 def _dense(table: pl.DataFrame, lang: str, ids: list[int], d_sae: int) -> np.ndarray:
     """q[pair, feature] of one language, zeros where the table has no row."""
     slot = {p: i for i, p in enumerate(ids)}
@@ -187,8 +181,8 @@ def check_paired(res):
     assert any(line.startswith("Paraphrase ceiling:") for line in summary)
 
 
-def test_full_dag_outputs(finished):
-    workdir, stdout = finished
+def test_full_dag_outputs(tiny_dag):
+    workdir, stdout = tiny_dag
     res = workdir / "results"
     pairs = pl.read_parquet(res / "toy" / "pairs.parquet")
     assert pairs.schema == {"pair_id": pl.UInt32, "lang": pl.String, "text": pl.String}
@@ -277,9 +271,9 @@ def test_full_dag_outputs(finished):
     assert planned_jobs(workdir) == {}  # nothing left to do
 
 
-def _copy(finished, tmp_path):
+def _copy(tiny_dag, tmp_path):
     workdir = tmp_path / "copy"
-    shutil.copytree(finished[0], workdir, symlinks=True)
+    shutil.copytree(tiny_dag[0], workdir, symlinks=True)
     return workdir
 
 
@@ -346,8 +340,8 @@ def _apply(config, edit):
 
 @pytest.mark.parametrize("edit, rerun", [c[1:] for c in CONFIG_RERUNS],
                          ids=[c[0] for c in CONFIG_RERUNS])
-def test_config_change_reruns_exactly_its_stages(finished, tmp_path, edit, rerun):
-    workdir = _copy(finished, tmp_path)
+def test_config_change_reruns_exactly_its_stages(tiny_dag, tmp_path, edit, rerun):
+    workdir = _copy(tiny_dag, tmp_path)
     _edit_config(workdir, lambda c: _apply(c, edit))
     jobs = planned_jobs(workdir)
     assert set(jobs) - {"all"} == rerun
@@ -357,10 +351,10 @@ def test_config_change_reruns_exactly_its_stages(finished, tmp_path, edit, rerun
         assert jobs.get("split", 0) <= 1  # the training pairs do not depend on the scored ones
 
 
-def test_a_new_paraphrase_does_not_re_extract_the_scored_languages(finished, tmp_path):
-    workdir = _copy(finished, tmp_path)
+def test_a_new_paraphrase_does_not_re_extract_the_scored_languages(tiny_dag, tmp_path):
+    workdir = _copy(tiny_dag, tmp_path)
     para = workdir / "corpus.en_para.txt"
-    lines = (Path(finished[0]) / "corpus.en_para.txt").read_text().splitlines()
+    lines = (Path(tiny_dag[0]) / "corpus.en_para.txt").read_text().splitlines()
     para.write_text("".join(f"Reworded: {line}\n" for line in lines))
     _edit_config(workdir, lambda c: c["corpus"]["paraphrase"].update(file=str(para)))
     jobs = planned_jobs(workdir)
@@ -368,8 +362,8 @@ def test_a_new_paraphrase_does_not_re_extract_the_scored_languages(finished, tmp
     assert not {"corpus", "split", "shards", "extract", "reduce", "score"} & set(jobs)
 
 
-def test_grown_corpus_file_reruns_the_corpus(finished, tmp_path):
-    workdir = _copy(finished, tmp_path)
+def test_grown_corpus_file_reruns_the_corpus(tiny_dag, tmp_path):
+    workdir = _copy(tiny_dag, tmp_path)
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     for lang, path in config["corpus"]["files"].items():
         line = {"en": "One more line.", "es": "Una línea más."}[lang]
@@ -379,8 +373,8 @@ def test_grown_corpus_file_reruns_the_corpus(finished, tmp_path):
     assert {"corpus", "split", "shards"} <= set(planned_jobs(workdir))
 
 
-def test_one_and_three_shards_give_identical_tables(finished, tmp_path):
-    workdir = _copy(finished, tmp_path)
+def test_one_and_three_shards_give_identical_tables(tiny_dag, tmp_path):
+    workdir = _copy(tiny_dag, tmp_path)
     res = workdir / "results" / "tiny"
     before = {p: pl.read_parquet(res / p) for p in
               ("maxacts/tiny-sae.parquet", "scores/tiny-sae.exact.parquet", "scores/tiny-sae.seed.parquet")}
@@ -404,8 +398,8 @@ def test_unknown_config_key_is_refused(tmp_path):
     assert "beta_rnak" in proc.stderr + proc.stdout
 
 
-def test_bad_hook_and_wrong_width_fail_clearly_and_lose_nothing(finished, tmp_path):
-    workdir = _copy(finished, tmp_path)
+def test_bad_hook_and_wrong_width_fail_clearly_and_lose_nothing(tiny_dag, tmp_path):
+    workdir = _copy(tiny_dag, tmp_path)
     wrong = make_jumprelu(40, 16)
     wrong.save_model(workdir / "wrong-width")
 
