@@ -1,6 +1,6 @@
 # polyglot-sae: bilingual features of sparse autoencoders.
 # Stages, one file each and one package each (polyglot_sae.<stage>): corpus -> model ->
-# activations -> score, paired, lexicon, mcs, logit_lens, causal -> layers -> report.
+# activations -> score, paired (with align), lexicon, mcs, logit_lens, causal -> layers -> report.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -14,6 +14,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/corpus.smk"
+include: "workflow/rules/align.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/score.smk"

@@ -21,6 +21,12 @@ LEXICON = config["lexicon"]["enabled"]
 LOGIT_LENS = config["logit_lens"]["enabled"]
 CAUSAL = config["causal"]["enabled"]
 ENV = "../../envs/polyglot-sae.yaml"
+# The word alignment's language pairs (polyglot_sae.align.stage.language_pairs: every pair).
+LANG_PAIRS = [
+    f"{a}-{b}"
+    for i, a in enumerate(config["corpus"]["langs"])
+    for b in config["corpus"]["langs"][i + 1 :]
+]
 SUMMARY = f"results/{RUN}/summary.md"
 
 
@@ -188,7 +194,11 @@ FIGURES = [
         plot=[
             f"{stage}/{sae}.{name}.png"
             for sae in (SAES if PAIRED else [])
-            for stage, name in (("paired", "ceiling"), ("sweeps", "paired.size"))
+            for stage, name in (
+                ("paired", "ceiling"),
+                ("paired", "word_level"),
+                ("sweeps", "paired.size"),
+            )
         ],
     ),
 ]

@@ -26,9 +26,37 @@ rule paired_stats:
         "../scripts/paired_stats.py"
 
 
+rule word_stats:
+    input:
+        acts=shard_files("acts"),
+        tokens=shard_files("tokens"),
+        pairs=f"results/{CORPUS}/split/score.parquet",
+        links=expand(f"results/{CORPUS}/align/{{pair}}.parquet", pair=LANG_PAIRS),
+        # Only its tokenizer is read; the extraction tables carry the model's numbers.
+        model=ancient(f"resources/models/{MODEL}"),
+    output:
+        stats="results/{run}/paired/{sae}.word_stats.parquet",
+        examples="results/{run}/paired/{sae}.word_examples.parquet",
+    log:
+        "logs/{run}/paired/{sae}.word_stats.log",
+    benchmark:
+        "benchmarks/{run}/paired/{sae}.word_stats.tsv"
+    conda:
+        ENV
+    params:
+        cfg=lambda w: {
+            "langs": config["corpus"]["langs"],
+            "n_examples": config["report"]["n_examples"],
+            **{k: config["paired"][k] for k in ("bootstrap", "level", "seed")},
+        },
+    script:
+        "../scripts/word_stats.py"
+
+
 rule paired_classes:
     input:
         stats="results/{run}/paired/{sae}.stats.parquet",
+        word_stats="results/{run}/paired/{sae}.word_stats.parquet",
     output:
         scores="results/{run}/scores/{sae}.paired.parquet",
     log:
@@ -90,6 +118,27 @@ rule paired_figure:
         },
     script:
         "../scripts/paired_figure.py"
+
+
+rule word_figure:
+    input:
+        scores="results/{run}/scores/{sae}.paired.parquet",
+    output:
+        figure=report(
+            "results/{run}/paired/{sae}.word_level.png",
+            caption="../report/word_level.rst",
+            category="Paired method",
+        ),
+    log:
+        "logs/{run}/paired/{sae}.word_figure.log",
+    benchmark:
+        "benchmarks/{run}/paired/{sae}.word_figure.tsv"
+    conda:
+        ENV
+    params:
+        cfg=lambda w: {"langs": config["corpus"]["langs"]},
+    script:
+        "../scripts/word_figure.py"
 
 
 rule paired_size_ablation:

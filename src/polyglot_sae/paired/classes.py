@@ -8,18 +8,28 @@ Each feature gets the first class whose rule it meets:
                      (lang_share_L), which includes firing in L only
     low_support      fewer than ``min_cofire`` pairs where the languages fire together
     shared_string    lex >= ``lex``: most of the co-fired product mass sits on pairs whose max
-                     tokens are the same string (a name, a number, a cognate)
+                     tokens are the same string (a name, a number, a cognate); or, at the word
+                     level, lex_word >= ``lex_word`` over at least ``min_cofire_word`` co-fired
+                     links: most aligned words it fires on are spelt alike
     length           rho_lo > ``length_min_rho_lo`` and rho_len < ``length_drop`` * rho: a
                      credibly positive correlation that collapses once both sentence lengths
                      are accounted for (the feature tracks sentence length, not content)
-    concept          rho_lo >= ``concept_rho_lo`` and, when the table has a paraphrase
-                     ceiling, ratio >= ``concept_ratio``
+    concept          verse level: rho_lo >= ``concept_rho_lo`` and, when the table has a
+                     paraphrase ceiling, ratio >= ``concept_ratio``; and, when the table has
+                     word-level statistics (``word_level``), word level too: n_cofire_word >=
+                     ``min_cofire_word``, r_word_lo >= ``concept_r_word_lo`` and align_lift >=
+                     ``concept_lift`` (it fires on the translation of the word it fires on)
+    context          the verse-level rule of concept without the word-level one: the feature
+                     agrees on which verses, not on which words (dense features, topics,
+                     verse positions)
     weak             supported, none of the above
 
-``rank`` (0-based) orders the eligible features, those with a class from shared_string down
-(n_cofire >= min_cofire, neither dead nor language-specific): concept features first, then
-the others, each group by rho_lo descending (null last), ties by feature_id. It is null for
-the rest.
+``rank`` (0-based, the recommended ranking) orders the eligible features, those with a class
+from shared_string down (n_cofire >= min_cofire, neither dead nor language-specific): concept
+features first, then the others, each group by ``min(rho_lo, r_word_lo)`` descending (both
+levels must hold; rho_lo alone without word-level statistics), null last, ties by feature_id.
+``rank_verse`` is the verse-level ranking alone (verse-level concepts first, by rho_lo): the
+ranking before word-level evidence, kept for comparison. Both are null for the rest.
 """
 
 from __future__ import annotations
@@ -32,7 +42,8 @@ import polars as pl
 
 from ..errors import InputError
 
-ELIGIBLE = ("concept", "shared_string", "length", "weak")
+ELIGIBLE = ("concept", "context", "shared_string", "length", "weak")
+WORD_COLUMNS = ("n_cofire_word", "r_word", "r_word_lo", "align_lift", "lex_word")
 
 
 @dataclass(frozen=True)
@@ -71,13 +82,30 @@ class ClassConfig:
     # that translates no better than 30% of how it tracks a rewording of its own language
     # follows the wording, not the content.
     concept_ratio: float = 0.3
+    # The word-level thresholds are fixed from the planted cases and the null, not tuned on
+    # the lexicon check that reports them. Co-fired links needed for word-level evidence: the
+    # same reasoning as min_cofire (below 10 the bound is mostly luck).
+    min_cofire_word: int = 10
+    # r_word's lower bound from which a feature agrees at the word level. A feature firing on
+    # the same verses but on unrelated words has r_word near 0 (its x and y rarely meet on one
+    # link); 0.1 asks that the bound exclude a negligible word-level correlation while
+    # keeping features that fire on part of a word's translations (a word has several).
+    concept_r_word_lo: float = 0.1
+    # align_lift from which a feature fires on the translation and not just in the verse:
+    # dense and topic features sit at 0 by construction; 0.2 means the aligned word fires at
+    # least 20 points more often than another word of the same verse, a margin no feature
+    # spread over a verse reaches (planted topic features: |lift| < 0.05).
+    concept_lift: float = 0.2
+    # Share of the co-fired links on identical strings from which a feature is shared_string
+    # (as lex: a majority).
+    lex_word: float = 0.5
 
     def __post_init__(self) -> None:
         if self.min_cofire < 1:
             raise ValueError(f"min_cofire must be >= 1, got {self.min_cofire}")
         if not 0.5 <= self.lang_share <= 1.0:
             raise ValueError(f"lang_share must be in [0.5, 1], got {self.lang_share}")
-        for name in ("lex", "length_drop"):
+        for name in ("lex", "length_drop", "lex_word"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -94,6 +122,9 @@ def classify(scores: pl.DataFrame, classes: ClassConfig, langs: Sequence[str]) -
         raise InputError("paired statistics", ", ".join(missing), "missing column(s)",
                          "pass the table paired_stats wrote, with the same langs")
     col = {c: scores[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in need[2:9]}
+    words = all(c in scores.columns for c in WORD_COLUMNS)
+    word = {c: (scores[c].cast(pl.Float64).fill_null(np.nan).to_numpy() if words
+                else np.full(scores.height, np.nan)) for c in WORD_COLUMNS}
     dead = scores["dead"].to_numpy()
     share = np.stack([scores[f"lang_share_{lang}"].fill_null(-1.0).to_numpy() for lang in langs])
     fires = np.stack([scores[f"n_fire_{lang}"].to_numpy() > 0 for lang in langs])
@@ -101,33 +132,50 @@ def classify(scores: pl.DataFrame, classes: ClassConfig, langs: Sequence[str]) -
     specific = ~dead & ((share.max(axis=0) >= classes.lang_share) | (fires.sum(axis=0) == 1))
     low = ~dead & ~specific & (col["n_cofire"] < classes.min_cofire)
     rest = ~dead & ~specific & ~low
-    shared = rest & (col["lex"] >= classes.lex)
+    word_support = word["n_cofire_word"] >= classes.min_cofire_word
+    shared = rest & ((col["lex"] >= classes.lex)
+                     | (word_support & (word["lex_word"] >= classes.lex_word)))
     rest &= ~shared
     length = rest & (col["rho_lo"] > classes.length_min_rho_lo) & (
         col["rho_len"] < classes.length_drop * col["rho"])
     rest &= ~length
-    concept = rest & (col["rho_lo"] >= classes.concept_rho_lo)
+    verse = rest & (col["rho_lo"] >= classes.concept_rho_lo)
     if not np.isnan(col["rho_para"]).all():  # a paraphrase ceiling was computed
-        concept &= col["ratio"] >= classes.concept_ratio
+        verse &= col["ratio"] >= classes.concept_ratio
+    concept = verse & word_support & (word["r_word_lo"] >= classes.concept_r_word_lo) & (
+        word["align_lift"] >= classes.concept_lift) if words else verse
+    context = verse & ~concept
 
     label = np.full(scores.height, "weak", dtype=object)
     label[dead] = "dead"
     label[specific] = [f"lang_specific:{langs[i]}" for i in share.argmax(axis=0)[specific]]
-    label[low], label[shared], label[length], label[concept] = (
-        "low_support", "shared_string", "length", "concept")
+    label[low], label[shared], label[length], label[concept], label[context] = (
+        "low_support", "shared_string", "length", "concept", "context")
 
     eligible = np.flatnonzero(rest | shared | length)
-    key = np.where(np.isnan(col["rho_lo"]), np.inf, -col["rho_lo"])[eligible]
-    order = eligible[np.lexsort((scores["feature_id"].to_numpy()[eligible], key,
-                                 ~concept[eligible]))]
-    rank = np.full(scores.height, -1, dtype=np.int64)
+    # np.minimum propagates NaN: a missing level leaves the feature unranked by the key
+    both = np.minimum(col["rho_lo"], word["r_word_lo"]) if words else col["rho_lo"]
+    ids = scores["feature_id"].to_numpy()
+    out = scores.drop([c for c in ("rank", "rank_verse", "class") if c in scores.columns])
+    out = out.insert_column(out.columns.index("dead") + 1,
+                            _nullable_rank(_order(eligible, both, concept, ids), "rank"))
+    return out.with_columns(_nullable_rank(_order(eligible, col["rho_lo"], verse, ids),
+                                           "rank_verse"),
+                            pl.Series("class", label.tolist(), dtype=pl.String))
+
+
+def _order(eligible: np.ndarray, key: np.ndarray, first: np.ndarray,
+           ids: np.ndarray) -> np.ndarray:
+    """Ranks (-1 outside ``eligible``): ``first`` features, then the others, each by ``key``
+    descending (NaN last), ties by feature id."""
+    k = np.where(np.isnan(key), np.inf, -key)[eligible]
+    order = eligible[np.lexsort((ids[eligible], k, ~first[eligible]))]
+    rank = np.full(ids.size, -1, dtype=np.int64)
     rank[order] = np.arange(order.size)
-    out = scores.drop([c for c in ("rank", "class") if c in scores.columns])
-    out = out.insert_column(out.columns.index("dead") + 1, _nullable_rank(rank))
-    return out.with_columns(pl.Series("class", label.tolist(), dtype=pl.String))
+    return rank
 
 
-def _nullable_rank(rank: np.ndarray) -> pl.Series:
+def _nullable_rank(rank: np.ndarray, name: str) -> pl.Series:
     """u32 ranks with -1 as null."""
-    return pl.Series("rank", np.where(rank >= 0, rank, 0).astype(np.uint32)).scatter(
+    return pl.Series(name, np.where(rank >= 0, rank, 0).astype(np.uint32)).scatter(
         np.flatnonzero(rank < 0), None)

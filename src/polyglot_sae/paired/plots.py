@@ -13,8 +13,8 @@ from polyglot_sae.figures import FigureStyle, new_figure, save_figure
 from .words import words_by_feature
 
 # Colour per class; the order is the legend's.
-CLASS_COLOURS = {"concept": "tab:green", "shared_string": "tab:orange", "length": "tab:purple",
-                 "weak": "0.6", "low_support": "0.85"}
+CLASS_COLOURS = {"concept": "tab:green", "context": "tab:brown", "shared_string": "tab:orange",
+                 "length": "tab:purple", "weak": "0.6", "low_support": "0.85"}
 # One colour per language for its language-specific features, in the order of langs.
 _SPECIFIC = ("tab:blue", "tab:red", "tab:cyan", "tab:pink", "tab:olive")
 
@@ -61,4 +61,32 @@ def plot_ceiling(scores: pl.DataFrame, words: pl.DataFrame, out: str | Path,
     caption = ("Each point is a feature firing in both languages (dead ones left out). A concept feature shared "
                "by the languages lies near the diagonal (as correlated across languages as "
                "across two versions of one language); labels: the top features' words.")
+    return save_figure(fig, out, caption, note, style)
+
+
+def plot_word_level(scores: pl.DataFrame, out: str | Path, langs: Sequence[str], *,
+                    note: str = "", style: FigureStyle = FigureStyle(width=7.5, height=7.0)
+                    ) -> Path:
+    """Verse-level rho (x) against word-level r_word (y), coloured by class: concept features
+    agree at both levels, context features at the verse level only."""
+    shown = scores.filter(pl.col("rho").is_not_null() & pl.col("r_word").is_not_null()
+                          & ~pl.col("dead"))
+    fig, (ax,) = new_figure(style)
+    for cls, colour in CLASS_COLOURS.items():
+        part = shown.filter(pl.col("class") == cls)
+        if part.height:
+            ax.scatter(part["rho"].to_numpy(), part["r_word"].to_numpy(),
+                       s=6 if cls in ("weak", "low_support") else 12, color=colour, alpha=0.8,
+                       linewidths=0, label=f"{cls} ({part.height})")
+    ax.plot([0, 1], [0, 1], color="0.3", lw=0.8, ls="--", label="r_word = rho")
+    ax.set_xlabel(f"rho: verse level ({' vs '.join(langs)}, per-pair maxima)")
+    ax.set_ylabel("r_word: word level (aligned word pairs, zeros included)")
+    ax.set_xlim(-0.05, 1.02)
+    ax.set_ylim(-0.05, 1.02)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("Same verses, same words? Verse-level against word-level agreement")
+    caption = ("Each point is a feature with both statistics (dead and language-specific ones "
+               "left out of the classes shown). concept: credible agreement at both levels "
+               "(r_word_lo, align_lift); context: verses agree, words do not (dense, topic "
+               "and position features).")
     return save_figure(fig, out, caption, note, style)

@@ -1,0 +1,1 @@
+"""Word alignment of the corpus (eflomal), word segmentation and the tokens-to-words map."""
