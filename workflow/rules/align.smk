@@ -6,9 +6,7 @@ rule align:
     input:
         pairs="results/{corpus}/pairs.parquet",
     output:
-        links=expand(
-            "results/{{corpus}}/align/{pair}.parquet", pair=LANG_PAIRS
-        ),
+        links=expand("results/{{corpus}}/align/{pair}.parquet", pair=LANG_PAIRS),
     log:
         "logs/{corpus}/align.log",
     benchmark:

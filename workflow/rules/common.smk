@@ -206,7 +206,8 @@ FIGURES = [
 
 def page_extras(wildcards):
     """What the feature pages show besides the scores: MCS when the SAE has a ladder, the
-    logit lens and the causal check when they run."""
+    logit lens and the causal check when they run, the word-level evidence for `paired`.
+    """
     extras = {}
     if config["logit_lens"]["enabled"]:
         extras["logit_lens"] = (
@@ -216,6 +217,11 @@ def page_extras(wildcards):
         extras["mcs"] = f"results/{wildcards.run}/mcs/{wildcards.sae}.features.parquet"
     if CAUSAL:
         extras["causal"] = f"results/{wildcards.run}/causal/{wildcards.sae}.parquet"
+    if wildcards.method == "paired":
+        extras["word_examples"] = (
+            f"results/{wildcards.run}/paired/{wildcards.sae}.word_examples.parquet"
+        )
+        extras["texts"] = f"results/{CORPUS}/split/score.parquet"
     return extras
 
 

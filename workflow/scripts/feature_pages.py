@@ -1,5 +1,5 @@
 from polyglot_sae.report.page_data import (FeaturePagesConfig, FeaturePagesInput, causal_entries,
-                                          logit_lens_entries, mcs_entries)
+                                          logit_lens_entries, mcs_entries, word_entries)
 from polyglot_sae.report.pages import build_feature_pages
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
@@ -12,6 +12,9 @@ with rule_log(snakemake) as log:
         extras["logit_lens"] = logit_lens_entries(snakemake.input.logit_lens)
     if "causal" in snakemake.input.keys():
         extras["causal"] = causal_entries(snakemake.input.causal, p["langs"])
+    if "word_examples" in snakemake.input.keys():
+        extras["words"] = word_entries(snakemake.input.scores, snakemake.input.word_examples,
+                                       snakemake.input.texts, snakemake.input.refs)
     inputs = FeaturePagesInput.from_files(
         snakemake.input.scores, snakemake.input.acts, snakemake.input.tokens, p["langs"],
         refs=snakemake.input.refs, name=snakemake.wildcards.sae, **extras)

@@ -5,8 +5,10 @@ words in the other, per Debian's FreeDict dictionaries (``freedict.Lexicon``). A
 are the tokens its per-pair maxima sit on (``token_id`` of the max table), folded, weighted by
 activation mass (``check.top_words_from_tokens``). For every method and k, precision@k is the
 translated share of its top k; the base rate is that share over every supported feature (fires
-with co-firing on at least ``min_cofire`` pairs), so a ranking that finds meaning beats it. With the paired method, ``plain_rho`` is the
-reference it must beat: the features with enough co-fired pairs ranked by rho alone.
+with co-firing on at least ``min_cofire`` pairs), so a ranking that finds meaning beats it. With
+the paired method, ``plain_rho`` is the reference it must beat (the features with enough
+co-fired pairs ranked by rho alone), ``paired_verse`` its ranking before word-level evidence,
+and a row ``class:{name}`` per class gives the translated share of the whole class.
 Identical strings (names such as David/David) do not count: they are the shared-string
 control's business, and counting them would credit a ranking for finding names.
 More than two languages: every pair of languages is checked, a row per pair.
@@ -21,7 +23,8 @@ from itertools import combinations
 
 import polars as pl
 
-from .check import CheckConfig, precision_table, top_words_from_tokens, translated_features
+from .check import CheckConfig, precision_at_k, precision_table, top_words_from_tokens
+from .check import translated_features
 from .check import translated_map
 from .freedict import LexiconConfig, LexiconMissing, load_lexicon
 
@@ -38,7 +41,7 @@ class LexiconCheckConfig:
     # words per language compared per feature
     top_words: int = 3
     # the top-k cut-offs reported
-    ks: tuple[int, ...] = (25, 100)
+    ks: tuple[int, ...] = (25, 100, 300)
     # co-fired pairs that make a feature part of the base rate (the paired method's floor)
     min_cofire: int = 10
 
@@ -51,6 +54,18 @@ def supported_features(maxacts: pl.DataFrame | pl.LazyFrame, langs: Sequence[str
             .filter(pl.col("n") == len(langs)).group_by("feature_id").len()
             .filter(pl.col("len") >= min_cofire).sort("feature_id")
             .collect()["feature_id"].to_list())
+
+
+def _class_rows(paired: pl.DataFrame, translated: Mapping[int, bool],
+                base: list[int]) -> pl.DataFrame:
+    """One row per paired class of supported features (``method`` ``class:{name}``, k = n =
+    the class' size): the translated share of the whole class."""
+    rows = []
+    for name in sorted(paired.filter(pl.col("rank").is_not_null())["class"].unique().to_list()):
+        ids = paired.filter(pl.col("class") == name)["feature_id"].to_list()
+        rows.append(precision_at_k(ids, translated, (len(ids),), method=f"class:{name}",
+                                   base_features=base))
+    return pl.concat(rows) if rows else pl.DataFrame(schema=precision_table({}, {}).schema)
 
 
 def lexicon_check(scores: Mapping[str, pl.DataFrame], maxacts: pl.DataFrame | pl.LazyFrame,
@@ -69,6 +84,9 @@ def lexicon_check(scores: Mapping[str, pl.DataFrame], maxacts: pl.DataFrame | pl
                                         & pl.col("rho").is_not_null())
         rankings["plain_rho"] = plain.sort(["rho", "feature_id"], descending=[True, False])[
             "feature_id"].to_list()
+        if "rank_verse" in scores["paired"].columns:  # the ranking before word-level evidence
+            rankings["paired_verse"] = (scores["paired"].filter(pl.col("rank_verse").is_not_null())
+                                        .sort("rank_verse")["feature_id"].to_list())
     base = supported_features(maxacts, langs, config.min_cofire)
     tables, verdicts = [], []
     for a, b in combinations(langs, 2):
@@ -81,6 +99,9 @@ def lexicon_check(scores: Mapping[str, pl.DataFrame], maxacts: pl.DataFrame | pl
             continue
         per_feature = translated_features(words, lexicon, a, b, config.top_words)
         table = precision_table(rankings, translated_map(per_feature), config.ks, base)
+        if "paired" in scores:
+            table = pl.concat([table, _class_rows(scores["paired"], translated_map(per_feature),
+                                                  base)])
         tables.append(table.with_columns(langs=pl.lit(name), note=pl.lit(None, pl.String)))
         verdicts.append(per_feature.with_columns(langs=pl.lit(name)))
     table = pl.concat([t.select([pl.col(c).cast(d) if c in t.columns else pl.lit(None, d).alias(c)

@@ -11,7 +11,7 @@ import polars as pl
 from .words import words_by_feature
 
 # Classes a feature with enough co-fired pairs can get (the "supported" ones).
-SUPPORTED = ("concept", "shared_string", "length", "weak")
+SUPPORTED = ("concept", "context", "shared_string", "length", "weak")
 
 
 def class_counts(scores: pl.DataFrame) -> dict[str, int]:
@@ -25,8 +25,13 @@ def headline(scores: pl.DataFrame, langs: Sequence[str]) -> str:
     supported = sum(counts.get(c, 0) for c in SUPPORTED)
     specific = ", ".join(f"{counts.get(f'lang_specific:{lang}', 0)} {lang}-specific"
                          for lang in langs)
-    return (f"**{counts.get('concept', 0)} concept-bilingual features of {supported} supported**; "
-            f"{counts.get('shared_string', 0)} shared-string; {counts.get('length', 0)} "
+    word = "r_word" in scores.columns
+    concept = (f"**{counts.get('concept', 0)} concept-bilingual features with word-level "
+               f"evidence of {supported} supported**; {counts.get('context', 0)} context (verses "
+               "agree, aligned words do not)" if word else
+               f"**{counts.get('concept', 0)} concept-bilingual features of {supported} "
+               "supported**")
+    return (f"{concept}; {counts.get('shared_string', 0)} shared-string; {counts.get('length', 0)} "
             f"length-driven; {specific}; {counts.get('low_support', 0)} with too few co-fired "
             f"pairs; {counts.get('dead', 0)} dead (method paired).")
 
@@ -36,15 +41,20 @@ def top_table(scores: pl.DataFrame, words: pl.DataFrame, langs: Sequence[str],
     """The top ``k`` features of the paired ranking with their words per language."""
     by_feature = words_by_feature(words, langs)
     top = scores.filter(pl.col("rank") < k).sort("rank")
+    word = "r_word" in scores.columns
     lines = ["| rank | feature | class | rho | rho_lo | rho/rho_para | lex | co-fired | "
+             + ("r_word | r_word_lo | align_lift | " if word else "")
              + " | ".join(f"{lang} words" for lang in langs) + " |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|" + "---|" * len(langs)]
+             "|---:|---:|---|---:|---:|---:|---:|---:|" + ("---:|" * 3 if word else "")
+             + "---|" * len(langs)]
     for r in top.iter_rows(named=True):
         w = by_feature.get(r["feature_id"], {})
         cells = [" · ".join(w.get(lang, [])).replace("|", "\\|") for lang in langs]
+        words_cells = (f"{_f(r['r_word'])} | {_f(r['r_word_lo'])} | "
+                       f"{_f(r['align_lift'], '.2f')} | " if word else "")
         lines.append(f"| {r['rank']} | {r['feature_id']} | {r['class']} | {_f(r['rho'])} | "
                      f"{_f(r['rho_lo'])} | {_f(r['ratio'], '.2f')} | {_f(r['lex'], '.2f')} | "
-                     f"{r['n_cofire']} | " + " | ".join(cells) + " |")
+                     f"{r['n_cofire']} | {words_cells}" + " | ".join(cells) + " |")
     return lines
 
 

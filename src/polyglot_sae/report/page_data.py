@@ -121,6 +121,27 @@ class CausalCheck:
 
 
 @dataclass(frozen=True)
+class AlignedExample:
+    """One co-fired link: the two verses split around the linked words, with the feature's
+    activation on each word (the word's max over its tokens)."""
+
+    pair_id: int
+    ref: str | None
+    # (lang, text before the word, the word, text after it, activation on the word), per side
+    sides: Sequence[tuple[str, str, str, str, float]]
+
+
+@dataclass(frozen=True)
+class WordEvidence:
+    """The paired method's word-level statistics of a feature (polyglot_sae.paired.word_level)
+    and its strongest co-fired aligned word pairs."""
+
+    # r_word, r_word_lo, align_lift, lex_word, n_cofire_word, n_links (None when undefined)
+    numbers: Mapping[str, Any]
+    examples: Sequence[AlignedExample]
+
+
+@dataclass(frozen=True)
 class FeaturePagesInput:
     """Everything the pages are built from; optional parts are None and their sections omitted."""
 
@@ -142,6 +163,8 @@ class FeaturePagesInput:
     mcs: Mapping[int, Sequence[McsMatch]] | None = None
     # feature_id -> the causal check; features without an entry get no such section.
     causal: Mapping[int, CausalCheck] | None = None
+    # feature_id -> word-level evidence (paired method); without an entry, no such section.
+    words: Mapping[int, WordEvidence] | None = None
     # What was scored (run, SAE, method), shown under every heading.
     name: str = ""
 
@@ -237,6 +260,41 @@ def causal_entries(table_path: str | Path, langs: Sequence[str]) -> dict[int, Ca
             verdict=row["verdict"], source=row["source"], effects=effects,
             bars={lang: row[f"control_p95_{lang}"] for lang in langs}, steering=steering)
     return out
+
+
+_WORD_NUMBERS = ("r_word", "r_word_lo", "align_lift", "lex_word", "n_cofire_word", "n_links")
+
+
+def word_entries(scores_path: str | Path, examples_path: str | Path, pairs_path: str | Path,
+                 refs_path: str | Path | None = None) -> dict[int, WordEvidence]:
+    """Page entries from the paired scores (word-level columns), the word-level stage's
+    examples and the scored pairs' texts (the words are cut out by their spans)."""
+    from polyglot_sae.align.segment import words as split_words
+
+    scores = pl.read_parquet(scores_path)
+    if "r_word" not in scores.columns:
+        return {}
+    examples = pl.read_parquet(examples_path)
+    texts = {(int(p), str(lang)): t for p, lang, t in pl.read_parquet(pairs_path).filter(
+        pl.col("pair_id").is_in(examples["pair_id"].unique().implode()))
+        .select("pair_id", "lang", "text").iter_rows()}
+    refs = _refs(pl.read_parquet(refs_path)) if refs_path is not None else {}
+    spans: dict[tuple[int, str], Any] = {}
+    by_feature: dict[int, list[AlignedExample]] = defaultdict(list)
+    for row in examples.iter_rows(named=True):
+        p = int(row["pair_id"])
+        sides = []
+        for lang, word, value in zip(row["langs"].split("-"), (row["word_a"], row["word_b"]),
+                                     (row["x"], row["y"])):
+            text = texts[(p, lang)]
+            if (p, lang) not in spans:
+                spans[(p, lang)] = split_words(text)[1]
+            start, end = (int(v) for v in spans[(p, lang)][word])
+            sides.append((lang, text[:start], text[start:end], text[end:], float(value)))
+        by_feature[int(row["feature_id"])].append(AlignedExample(p, refs.get(p), sides))
+    return {int(r["feature_id"]): WordEvidence({c: _clean(r[c]) for c in _WORD_NUMBERS},
+                                               by_feature.get(int(r["feature_id"]), []))
+            for r in scores.select("feature_id", *_WORD_NUMBERS).iter_rows(named=True)}
 
 
 def mcs_entries(features_path: str | Path) -> dict[int, list[McsMatch]]:

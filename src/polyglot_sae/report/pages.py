@@ -189,7 +189,8 @@ def render_feature_page(feature: FeatureData, inputs: FeaturePagesInput, config:
         page_title=f"{config.title}: feature {f}", prefix="../", script=False, name=inputs.name,
         feature=feature, langs=list(inputs.langs), prev=prev, next=next_, scores=scores,
         neuronpedia_url=url, lens=(inputs.logit_lens or {}).get(f),
-        mcs=(inputs.mcs or {}).get(f), causal=(inputs.causal or {}).get(f))
+        mcs=(inputs.mcs or {}).get(f), causal=(inputs.causal or {}).get(f),
+        words=(inputs.words or {}).get(f))
 
 
 @dataclass(frozen=True)

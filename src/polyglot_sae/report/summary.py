@@ -71,8 +71,9 @@ def _paired_section(inputs, i: int, scores: pl.DataFrame, langs: list[str], top_
     lines = []
     if "paraphrase" in inputs.keys():
         lines += [paired_report.paraphrase_line(json.loads(Path(inputs.paraphrase).read_text())), ""]
-    lines += [f"Top {top_k} of the paired ranking (concept features first, then by rho's lower "
-              "bound):", ""]
+    key = ("min(rho_lo, r_word_lo), the verse- and word-level bounds" if "r_word_lo" in
+           scores.columns else "rho's lower bound")
+    lines += [f"Top {top_k} of the paired ranking (concept features first, then by {key}):", ""]
     lines += paired_report.top_table(scores, pl.read_parquet(inputs.words[i]), langs, top_k)
     lines += [""]
     if "lexicon" in inputs.keys():
