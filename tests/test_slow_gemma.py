@@ -22,13 +22,49 @@ TEXTS = {
 
 
 @pytest.fixture(scope="module")
-def gemma(tmp_path_factory):
+def gemma_dir(tmp_path_factory):
     """Reuse the default run's converted model when present; else convert the GGUF (~1 min)."""
     prepared = ROOT / "resources" / "models" / "gemma-3-270m"
     if not (prepared / "polyglot_model.json").exists():
         prepared = prepare_model(ModelConfig(), tmp_path_factory.mktemp("models") / "gemma-3-270m")
     assert load_spec(prepared)["source"] == "gemma3_gguf"
-    return load_model(prepared)
+    return prepared
+
+
+@pytest.fixture(scope="module")
+def gemma(gemma_dir):
+    return load_model(gemma_dir)
+
+
+def test_tokens_to_words_on_the_real_tokenizer(gemma, gemma_dir):
+    """Accented, punctuated and byte-fallback words: each word's tokens spell it (SentencePiece's
+    leading space dropped), BOS covers nothing."""
+    from polyglot_sae.activations.extract import token_table
+    from polyglot_sae.activations.forward import tokenize
+    from polyglot_sae.align.segment import words
+    from polyglot_sae.align.tokens import load_tokenizer, words_of_tokens
+
+    texts = [*TEXTS["es"], "¿Quién dió á Jacob en presa, y entregó á Israel á saqueadores?",
+             "El 𓀀 ídolo de Baal-peor."]
+    pairs = pl.DataFrame({"pair_id": np.arange(len(texts), dtype=np.uint32),
+                          "lang": ["es"] * len(texts), "text": texts})
+    tokens = token_table(gemma.tokenizer, tokenize(gemma.tokenizer, pairs, 256))
+    got = words_of_tokens(pairs, tokens, load_tokenizer(gemma_dir))
+    joined = got.join(tokens, on=["pair_id", "lang", "token_pos"])
+    assert not joined.filter(pl.col("token_pos") == 0).height  # BOS
+    byte_fallback = 0
+    for pair, text in enumerate(texts):
+        ws = words(text)[0]
+        mine = joined.filter(pl.col("pair_id") == pair).sort("token_pos")
+        assert sorted(set(mine["word"].to_list())) == list(range(len(ws)))  # every word
+        for w, word in enumerate(ws):
+            pieces = mine.filter(pl.col("word") == w)["token_str"].to_list()
+            if all(p.startswith("<0x") for p in pieces):  # the UTF-8 bytes of the word
+                byte_fallback += 1
+                assert bytes(int(p[3:5], 16) for p in pieces) == word.encode()
+            else:
+                assert "".join(pieces).replace("\u2581", "") == word, (word, pieces)
+    assert byte_fallback >= 1  # the hieroglyph has no piece of its own
 
 
 def test_gemma_hook_and_tokenizer(gemma):

@@ -175,9 +175,18 @@ def check_paired(res):
     stats = json.loads((res / "toy" / "paraphrase_stats.json").read_text())
     assert stats["matched"] == 48 and stats["missing_in_paraphrase"] == 0
     lexicon = pl.read_parquet(res / "tiny" / "lexicon" / "tiny-sae.parquet")
-    assert set(lexicon["method"].drop_nulls()) == {"exact", "seed", "paired", "plain_rho"}
+    methods = set(lexicon["method"].drop_nulls())
+    assert {m for m in methods if not m.startswith("class:")} == {
+        "exact", "seed", "paired", "plain_rho", "paired_verse"}
+    classes = set(scores.filter(pl.col("rank").is_not_null())["class"])
+    assert {m.removeprefix("class:") for m in methods if m.startswith("class:")} == classes
+    # the word level: one link table for the corpus, its columns joined to the paired scores
+    links = pl.read_parquet(res / "toy" / "align" / "en-es.parquet")
+    assert links.height > 48 and links["pair_id"].n_unique() > 30
+    assert {"r_word", "r_word_lo", "align_lift", "lex_word", "n_cofire_word",
+            "rank_verse"} <= set(scores.columns)
     summary = (res / "tiny" / "summary.md").read_text().splitlines()
-    assert "concept-bilingual features of" in summary[2]
+    assert "concept-bilingual features with word-level evidence of" in summary[2]
     assert any(line.startswith("Paraphrase ceiling:") for line in summary)
 
 
@@ -288,12 +297,12 @@ def _edit_config(workdir, edit):
 # The causal check reads every method's scores; the pages and the summary read it.
 READS_CAUSAL = {"causal", "causal_figure", "feature_pages", "page_screenshots", "summary"}
 READS_PAIRED = {"paired_classes", "paired_size_ablation", "sweep_plot", "top_features",
-                "paired_figure", "lexicon_check"} | READS_CAUSAL
+                "paired_figure", "word_figure", "lexicon_check"} | READS_CAUSAL
 READS_SCORES = {"score", "top_features", "bi_curve", "pvalue_histogram", "monolinguality",
                 "mcs_bilingual", "logit_lens_bilingual", "sae_sweep", "lexicon_check"} | READS_CAUSAL
 READS_ACTS = READS_SCORES | READS_PAIRED | {
     "reduce", "activation_share", "beta_sweep", "size_ablation", "sweep_plot", "logit_lens",
-    "paired_stats", "feature_words"}
+    "paired_stats", "feature_words", "word_stats"}
 READS_SAE = READS_ACTS | {"build_sae", "train_ladder_sae", "evaluate_sae", "extract", "mcs",
                           "extract_paraphrase", "reduce_paraphrase"}
 CONFIG_RERUNS = [
@@ -313,7 +322,10 @@ CONFIG_RERUNS = [
     ("report.top_k", {"report": {"top_k": 3}}, {"top_features", "paired_figure", "summary"}),
     # A class threshold reruns the classification and what reads it, not the bootstrap.
     ("paired.classes", {"paired": {"classes": {"min_cofire": 4}}}, READS_PAIRED),
-    ("paired.bootstrap", {"paired": {"bootstrap": 40}}, READS_PAIRED | {"paired_stats"}),
+    ("paired.bootstrap", {"paired": {"bootstrap": 40}},
+     READS_PAIRED | {"paired_stats", "word_stats"}),
+    # The aligner's settings rerun the alignment and the word-level statistics, nothing else.
+    ("align", {"align": {"n_samplers": 2}}, READS_PAIRED | {"align", "word_stats"}),
     ("causal.window", {"causal": {"window": 4}}, READS_CAUSAL),
     ("lexicon.top_words", {"lexicon": {"top_words": 2}},
      {"feature_words", "lexicon_check", "paired_figure", "summary"}),

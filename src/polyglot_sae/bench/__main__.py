@@ -23,6 +23,7 @@ BENCHMARKS = {
     "reduce": "reduce_bench",
     "scaling": "scaling_bench",
     "causal": "causal_bench",
+    "words": "words_bench",
 }
 
 
