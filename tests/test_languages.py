@@ -16,7 +16,7 @@ FRENCH = ["Dieu", "eau", "roi", "maison", "lumière", "pain", "ville", "rivière
 def test_other_languages_run_the_whole_dag(tmp_path, langs):
     """Languages come from the config everywhere: three languages, and a pair without Spanish,
     run the default DAG (lighter settings: one shard, one ladder width, fewer
-    permutations)."""
+    permutations, no screenshots or causal check)."""
     workdir = tmp_path / "dag"
     workdir.mkdir()
     config = tiny_config(workdir, shard_pairs=30)  # one shard: sharding is tested elsewhere
@@ -32,11 +32,17 @@ def test_other_languages_run_the_whole_dag(tmp_path, langs):
     config["sweeps"].update(ablation_sizes=[10], bootstrap=2, ablation_permutations=9)
     config["mcs"].update(widths=[96])
     config["logit_lens"].update(null_directions=8)
+    # the tiny DAG covers the screenshots and the causal check; here they would only add jobs
+    config.update(pages={**config["pages"], "screenshots": False}, causal={"enabled": False})
     write_config(workdir, config)
     run_snakemake(workdir, "--cores", "2", timeout=2400)
     res = workdir / "results" / "tiny"
     paired = pl.read_parquet(res / "scores" / "tiny-sae.paired.parquet")
     assert {f"n_fire_{lang}" for lang in langs} <= set(paired.columns)
+    # every pair of languages aligned, the word level joined to the scores
+    aligned = {p.stem for p in (workdir / "results" / "toy" / "align").glob("*.parquet")}
+    assert aligned == {f"{a}-{b}" for i, a in enumerate(langs) for b in langs[i + 1:]}
+    assert {"r_word", "r_word_lo", "align_lift"} <= set(paired.columns)
     crosstab = pl.read_parquet(res / "logit_lens" / f"tiny-sae.{bi_method}.crosstab.parquet")
     assert set(crosstab["promotes"].cast(pl.String)) == {*langs, "several", "neither"}
     lexicon = pl.read_parquet(res / "lexicon" / "tiny-sae.parquet")

@@ -40,16 +40,27 @@ def planted_corpus(n: int, seed: int = 0):
 
 
 def test_eflomal_reaches_aer_on_planted_lexicon():
-    from polyglot_sae.align.aligner import AlignConfig, align_sentences
+    """Through the stage's own entry point: a pairs table in, a link table out; a pair whose
+    Spanish side has no word is skipped and counted."""
+    from polyglot_sae.align.aligner import AlignConfig
+    from polyglot_sae.align.stage import align_pairs
 
     en, es, gold = planted_corpus(600)
-    links = align_sentences(en, es, AlignConfig())
-    found = sum(len(set(p)) for p in links)
-    correct = sum(len(set(p) & g) for p, g in zip(links, gold))
-    total_gold = sum(len(g) for g in gold)
+    texts = [(p, lang, " ".join(ws)) for p, pair in enumerate(zip(en, es))
+             for lang, ws in zip(("en", "es"), pair)]
+    texts += [(600, "en", "king house"), (600, "es", "")]
+    pairs = pl.DataFrame(texts, orient="row", schema={"pair_id": pl.UInt32, "lang": pl.String,
+                                                      "text": pl.String})
+    table, counts = align_pairs(pairs, "en", "es", AlignConfig())
+    assert counts == {"pairs": 601, "aligned": 600, "skipped_empty": 1, "links": table.height}
+    found = {(p, a, b) for p, a, b in table.select("pair_id", "word_a", "word_b").iter_rows()}
+    sure = {(p, a, b) for p, g in enumerate(gold) for a, b in g}
     # every gold link is "sure": AER = 1 - 2|A∩S| / (|A| + |S|)
-    aer = 1 - 2 * correct / (found + total_gold)
+    aer = 1 - 2 * len(found & sure) / (len(found) + len(sure))
     assert aer <= 0.1, aer
+    row = table.row(0, named=True)  # spans index the original text
+    text = texts[2 * row["pair_id"]][2]
+    assert text[row["start_a"]:row["end_a"]] == en[row["pair_id"]][row["word_a"]]
 
 
 def test_symmetrize_heuristics():
