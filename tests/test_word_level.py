@@ -234,3 +234,38 @@ def test_planted_classes(planted):
         == "concept"
     ranked = scores.filter(pl.col("rank").is_not_null()).sort("rank")["feature_id"].to_list()
     assert ranked[0] == 0 and "rank_verse" in scores.columns
+
+
+def test_aligned_examples_on_the_feature_page(tmp_path):
+    """The word-level section: numbers, both linked words highlighted in their verses with their
+    activations, hostile text escaped."""
+    from dataclasses import replace
+
+    from html_dom import parse
+    from test_feature_pages import CONFIG, EVIL, FIRST, INPUTS
+
+    from polyglot_sae.report.page_data import word_entries
+    from polyglot_sae.report.pages import build_feature_pages
+
+    scores = INPUTS.scores.select("feature_id").with_columns(
+        r_word=pl.lit(0.5), r_word_lo=pl.lit(0.25), align_lift=pl.lit(0.75),
+        lex_word=pl.lit(0.0), n_cofire_word=pl.lit(12), n_links=pl.lit(400))
+    scores.write_parquet(tmp_path / "scores.parquet")
+    texts = pl.DataFrame({"pair_id": [3, 3], "lang": list(INPUTS.langs),
+                          "text": [f"The king {EVIL} spoke.", "Habló el rey."]},
+                         schema={"pair_id": pl.UInt32, "lang": pl.String, "text": pl.String})
+    texts.write_parquet(tmp_path / "pairs.parquet")
+    pl.DataFrame({"feature_id": [FIRST], "langs": ["-".join(INPUTS.langs)], "pair_id": [3],
+                  "word_a": [1], "word_b": [2], "x": [2.5], "y": [1.5]},
+                 schema={"feature_id": pl.UInt32, "langs": pl.String, "pair_id": pl.UInt32,
+                         "word_a": pl.UInt16, "word_b": pl.UInt16, "x": pl.Float32,
+                         "y": pl.Float32}).write_parquet(tmp_path / "examples.parquet")
+    entries = word_entries(tmp_path / "scores.parquet", tmp_path / "examples.parquet",
+                           tmp_path / "pairs.parquet")
+    assert [s[1:4] for s in entries[FIRST].examples[0].sides] == [
+        ("The ", "king", f" {EVIL} spoke."), ("Habló el ", "rey", ".")]
+    out = build_feature_pages(replace(INPUTS, words=entries), tmp_path / "site", CONFIG)
+    html = (out / "features" / f"{FIRST}.html").read_text(encoding="utf-8")
+    section = next(n for n in parse(html).iter("section") if n.attrs.get("id") == "words")
+    assert [m.text() for m in section.iter("mark")] == ["king", "rey"]
+    assert "0.75" in section.text() and "2.5" in section.text() and EVIL not in html

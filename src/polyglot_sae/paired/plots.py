@@ -52,12 +52,9 @@ def plot_ceiling(scores: pl.DataFrame, words: pl.DataFrame, out: str | Path,
         ax.annotate(text, (r["rho"], r[y_col]), xytext=(0.52, 0.4 - 0.045 * i), fontsize=7,
                     textcoords="data", arrowprops={"arrowstyle": "-", "lw": 0.4,
                                                    "color": "0.5"})
-    ax.set_xlabel(f"rho: correlation across languages ({' vs '.join(langs)}) of the per-pair maxima")
-    ax.set_ylabel(y_label)
-    ax.set_xlim(-0.05, 1.02)
-    ax.set_ylim(-0.05, 1.02)
-    ax.legend(fontsize=7, loc="lower right")
-    ax.set_title("Bilingual by meaning: correlation against the paraphrase ceiling")
+    _frame(ax, f"rho: correlation across languages ({' vs '.join(langs)}) of the per-pair maxima",
+           y_label, "lower right", "Bilingual by meaning: correlation against the paraphrase "
+           "ceiling")
     caption = ("Each point is a feature firing in both languages (dead ones left out). A concept feature shared "
                "by the languages lies near the diagonal (as correlated across languages as "
                "across two versions of one language); labels: the top features' words.")
@@ -79,14 +76,21 @@ def plot_word_level(scores: pl.DataFrame, out: str | Path, langs: Sequence[str],
                        s=6 if cls in ("weak", "low_support") else 12, color=colour, alpha=0.8,
                        linewidths=0, label=f"{cls} ({part.height})")
     ax.plot([0, 1], [0, 1], color="0.3", lw=0.8, ls="--", label="r_word = rho")
-    ax.set_xlabel(f"rho: verse level ({' vs '.join(langs)}, per-pair maxima)")
-    ax.set_ylabel("r_word: word level (aligned word pairs, zeros included)")
-    ax.set_xlim(-0.05, 1.02)
-    ax.set_ylim(-0.05, 1.02)
-    ax.legend(fontsize=7, loc="upper left")
-    ax.set_title("Same verses, same words? Verse-level against word-level agreement")
+    _frame(ax, f"rho: verse level ({' vs '.join(langs)}, per-pair maxima)",
+           "r_word: word level (aligned word pairs, zeros included)", "upper left",
+           "Same verses, same words? Verse-level against word-level agreement")
     caption = ("Each point is a feature with both statistics (dead and language-specific ones "
                "left out of the classes shown). concept: credible agreement at both levels "
                "(r_word_lo, align_lift); context: verses agree, words do not (dense, topic "
                "and position features).")
     return save_figure(fig, out, caption, note, style)
+
+
+def _frame(ax, xlabel: str, ylabel: str, legend_at: str, title: str) -> None:
+    """Labels, the correlation square [-0.05, 1.02]² and the legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(-0.05, 1.02)
+    ax.set_ylim(-0.05, 1.02)
+    ax.legend(fontsize=7, loc=legend_at)
+    ax.set_title(title)
