@@ -325,7 +325,9 @@ CONFIG_RERUNS = [
     ("paired.bootstrap", {"paired": {"bootstrap": 40}},
      READS_PAIRED | {"paired_stats", "word_stats"}),
     # The aligner's settings rerun the alignment and the word-level statistics, nothing else.
-    ("align", {"align": {"n_samplers": 2}}, READS_PAIRED | {"align", "word_stats"}),
+    # (not the dataset-size sweep: it stays at the verse level)
+    ("align", {"align": {"n_samplers": 2}},
+     READS_PAIRED - {"paired_size_ablation", "sweep_plot"} | {"align", "word_stats"}),
     ("causal.window", {"causal": {"window": 4}}, READS_CAUSAL),
     ("lexicon.top_words", {"lexicon": {"top_words": 2}},
      {"feature_words", "lexicon_check", "paired_figure", "summary"}),
@@ -356,6 +358,7 @@ def test_config_change_reruns_exactly_its_stages(tiny_dag, tmp_path, edit, rerun
     workdir = _copy(tiny_dag, tmp_path)
     _edit_config(workdir, lambda c: _apply(c, edit))
     jobs = planned_jobs(workdir)
+    assert jobs.pop("run_config") == 1  # the config beside the results follows every key
     assert set(jobs) - {"all"} == rerun
     if "mcs" in edit:
         assert jobs["train_ladder_sae"] == 1  # only the new width; the scored SAE is kept

@@ -131,6 +131,7 @@ def ladder(sae):
 
 LADDERS = [s for s in SAES if len(ladder(s)) > 1]
 FIGURES = [
+    f"results/{RUN}/config.json",
     *expand("results/{run}/figures/{sae}.activation_share.png", run=RUN, sae=SAES),
     *expand(
         "results/{run}/figures/{sae}.{method}.bi_curve.png",

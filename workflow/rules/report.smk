@@ -113,3 +113,20 @@ rule summary:
         },
     script:
         "../scripts/summary.py"
+
+
+# The run's validated config beside its results, for polyglot_sae.open_run (every key: any
+# change rewrites it, and nothing else reads it).
+rule run_config:
+    output:
+        config="results/{run}/config.json",
+    log:
+        "logs/{run}/config.log",
+    benchmark:
+        "benchmarks/{run}/config.tsv"
+    conda:
+        ENV
+    params:
+        cfg=lambda w: config,
+    script:
+        "../scripts/run_config.py"

@@ -1,0 +1,228 @@
+"""The read-only Python view of a finished run: ``open_run("results/default")``.
+
+It reads the files a run wrote and never recomputes anything: a run without some stage (no
+causal check, no logit lens) still opens, its columns are absent and ``Run.missing`` names the
+stages. Everything is lazy where the tables are large (the activation shards are only scanned
+for the features asked for).
+
+    run = open_run("results/default")
+    run.saes                       # ['l12-jumprelu-2k']
+    table = run.features(run.saes[0])   # one row per feature, every stage's columns
+    f = run.feature(run.saes[0], 1204)
+    f.top_words("es"), f.examples("en", 3), f.scores["class"]
+    f                              # in Jupyter: the feature page's card
+
+Column names of ``features``: the paired method's (the recommended ranking: ``rank``,
+``class``, ``rho``..., ``r_word``...) as they are; every other stage's prefixed by its name
+(``exact_rank``, ``seed_q_value``, ``lexicon_translated``, ``causal_verdict``,
+``logit_lens_class``, ``mcs_mcs``), so nothing collides.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .errors import InputError
+from .report.page_data import (FeatureData, FeaturePagesConfig, FeaturePagesInput,
+                               causal_entries, collect_feature_data, logit_lens_entries,
+                               mcs_entries, word_entries)
+from .report.pages import render_feature_page
+
+# stage -> the per-SAE file its per-feature columns come from (besides the scores)
+_STAGE_FILES = {
+    "lexicon": "lexicon/{sae}.features.parquet",
+    "causal": "causal/{sae}.parquet",
+    "logit_lens": "logit_lens/{sae}.stats.parquet",
+    "mcs": "mcs/{sae}.features.parquet",
+}
+_METHODS = ("paired", "exact", "seed")
+
+
+def open_run(path: str | Path) -> Run:
+    """A finished run's folder (``results/{run}``), read-only."""
+    path = Path(path)
+    if not (path / "scores").is_dir():
+        raise InputError(path, "scores/", "no scores folder: not a finished run's folder",
+                         "pass results/{run} of a run that reached the score stage")
+    return Run(path)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run: its SAEs, its per-feature tables and its features."""
+
+    path: Path
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The run's validated config (``config.json``, written with the summary); empty for a
+        run from before it was written."""
+        file = self.path / "config.json"
+        return json.loads(file.read_text()) if file.exists() else {}
+
+    @cached_property
+    def saes(self) -> list[str]:
+        """The SAE ids the run scored."""
+        return sorted({p.name.split(".")[0] for p in (self.path / "scores").glob("*.parquet")})
+
+    @cached_property
+    def langs(self) -> list[str]:
+        if self.config:
+            return list(self.config["corpus"]["langs"])
+        scores = self._scores(self.saes[0], "paired") if self.saes else None
+        if scores is None:
+            return []
+        return [c.removeprefix("n_fire_") for c in scores.columns if c.startswith("n_fire_")]
+
+    def methods(self, sae: str) -> list[str]:
+        """The scoring methods with a table for this SAE."""
+        return [m for m in _METHODS if (self.path / "scores" / f"{sae}.{m}.parquet").exists()]
+
+    def missing(self, sae: str) -> list[str]:
+        """The per-feature stages this run has no table of, for this SAE."""
+        self._check(sae)
+        gone = [m for m in _METHODS if m not in self.methods(sae)]
+        return gone + [s for s, f in _STAGE_FILES.items()
+                       if not (self.path / f.format(sae=sae)).exists()]
+
+    def features(self, sae: str) -> pl.DataFrame:
+        """One row per feature with every stage's per-feature columns (module docstring)."""
+        self._check(sae)
+        methods = self.methods(sae)
+        base = (self._scores(sae, methods[0]) if methods[0] == "paired"
+                else self._prefixed(self._scores(sae, methods[0]), methods[0], keep=("dead",)))
+        for m in methods[1:]:
+            base = self._join(base, self._prefixed(self._scores(sae, m), m))
+        for stage, pattern in _STAGE_FILES.items():
+            file = self.path / pattern.format(sae=sae)
+            if file.exists():
+                base = self._join(base, self._prefixed(_per_feature(stage, file), stage))
+        return base
+
+    def feature(self, sae: str, feature_id: int) -> Feature:
+        self._check(sae)
+        scores = self.features(sae).filter(pl.col("feature_id") == feature_id)
+        if scores.height == 0:
+            raise InputError(self.path / "scores", "feature_id", f"no feature {feature_id} "
+                             f"in SAE {sae!r}", "pass an id below the SAE's width")
+        return Feature(self, sae, int(feature_id), scores.row(0, named=True))
+
+    def _check(self, sae: str) -> None:
+        if sae not in self.saes:
+            raise InputError(self.path / "scores", "sae", f"no SAE {sae!r} (the run has "
+                             f"{self.saes})", "pass one of run.saes")
+
+    def _scores(self, sae: str, method: str) -> pl.DataFrame:
+        return pl.read_parquet(self.path / "scores" / f"{sae}.{method}.parquet")
+
+    @staticmethod
+    def _prefixed(table: pl.DataFrame, stage: str, keep: Sequence[str] = ()) -> pl.DataFrame:
+        return table.rename({c: f"{stage}_{c}" for c in table.columns
+                             if c != "feature_id" and c not in keep})
+
+    @staticmethod
+    def _join(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
+        right = right.drop([c for c in right.columns if c in left.columns and c != "feature_id"])
+        right = right.with_columns(pl.col("feature_id").cast(left["feature_id"].dtype))
+        return left.join(right, on="feature_id", how="left", maintain_order="left")
+
+    def corpus_dir(self) -> Path:
+        """``results/{corpus}``: named by the config, else the one sibling with a split."""
+        if self.config:
+            return self.path.parent / self.config["corpus"]["name"]
+        found = [p.parent.parent for p in self.path.parent.glob("*/split/score.parquet")]
+        if len(found) != 1:
+            raise InputError(self.path / "config.json", "corpus.name", "no config.json and "
+                             f"{len(found)} corpus folders beside the run",
+                             "rerun the summary rule, which writes config.json")
+        return found[0]
+
+
+def _per_feature(stage: str, file: Path) -> pl.DataFrame:
+    """A stage's per-feature rows (tested features only for the causal check)."""
+    table = pl.read_parquet(file)
+    if stage == "causal":
+        table = table.filter(~pl.col("is_control")).drop("is_control")
+    if stage == "lexicon" and "langs" in table.columns:
+        # one row per language pair: the least translated pair speaks for the feature
+        table = table.sort("translated").unique("feature_id", keep="first")
+    return table
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature of a run: its scores, words, examples and page card."""
+
+    run: Run
+    sae: str
+    feature_id: int
+    # the feature's row of ``Run.features``
+    scores: dict[str, Any]
+
+    def __repr__(self) -> str:
+        shown = {k: self.scores.get(k) for k in ("class", "rank", "rho", "rho_lo", "r_word",
+                                                  "align_lift", "causal_verdict")
+                 if self.scores.get(k) is not None}
+        return f"Feature({self.sae!r}, {self.feature_id}, {shown})"
+
+    def top_words(self, lang: str) -> list[str]:
+        """Its top words in ``lang`` (the paired method's words table: the tokens at its
+        maxima, folded, by activation mass)."""
+        file = self.run.path / "paired" / f"{self.sae}.words.parquet"
+        if not file.exists():
+            return []
+        table = pl.read_parquet(file).filter((pl.col("feature_id") == self.feature_id)
+                                             & (pl.col("lang") == lang))
+        return table.sort("weight", descending=True)["word"].to_list()
+
+    def examples(self, lang: str, k: int = 3) -> list[dict[str, Any]]:
+        """Its ``k`` pairs with the largest activation in ``lang``: pair id, reference, and per
+        language the tokens with their activations."""
+        data = self._data(k)
+        return [{"pair_id": ex.pair_id, "ref": ex.ref,
+                 "tokens": {lg: list(toks) for lg, toks in ex.tokens.items()},
+                 "max_value": dict(ex.max_value)} for ex in data.examples.get(lang, [])]
+
+    def _repr_html_(self) -> str:
+        """The feature page's card (the pages' own template), its stylesheet inlined."""
+        inputs, config = self._inputs(), FeaturePagesConfig(top_n=0, features=(self.feature_id,))
+        page = render_feature_page(self._data(config.n_examples), inputs, config)
+        css = (files("polyglot_sae.report") / "assets" / "pages.css").read_text()
+        body = page[page.find("<body>") + len("<body>"):page.rfind("</body>")]
+        return f"<div class=\"polyglot-sae\"><style>{css}</style>{body}</div>"
+
+    def _data(self, n_examples: int) -> FeatureData:
+        config = FeaturePagesConfig(top_n=0, features=(self.feature_id,), n_examples=n_examples)
+        (data,) = collect_feature_data(self._inputs(), config)
+        return data
+
+    def _inputs(self) -> FeaturePagesInput:
+        run, sae = self.run, self.sae
+        method = "paired" if "paired" in run.methods(sae) else run.methods(sae)[0]
+        shards = sorted((run.path / "acts" / sae).glob("*.parquet"))
+        extras: dict[str, Any] = {}
+        file = {s: run.path / p.format(sae=sae) for s, p in _STAGE_FILES.items()}
+        if file["causal"].exists():
+            extras["causal"] = causal_entries(file["causal"], run.langs)
+        if file["logit_lens"].exists():
+            extras["logit_lens"] = logit_lens_entries(file["logit_lens"])
+        if file["mcs"].exists():
+            extras["mcs"] = mcs_entries(file["mcs"])
+        examples = run.path / "paired" / f"{sae}.word_examples.parquet"
+        corpus = run.corpus_dir()
+        if method == "paired" and examples.exists():
+            extras["words"] = word_entries(run.path / "scores" / f"{sae}.paired.parquet",
+                                           examples, corpus / "split" / "score.parquet")
+        refs = corpus / "refs.parquet"
+        return FeaturePagesInput.from_files(
+            run.path / "scores" / f"{sae}.{method}.parquet", shards,
+            [run.path / "tokens" / sae / s.name for s in shards], run.langs,
+            refs=refs if refs.exists() else None, name=f"{run.path.name}/{sae}", **extras)
