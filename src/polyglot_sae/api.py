@@ -12,16 +12,12 @@ for the features asked for).
     f.top_words("es"), f.examples("en", 3), f.scores["class"]
     f                              # in Jupyter: the feature page's card
 
-Column names of ``features``: the paired method's (the recommended ranking: ``rank``,
-``class``, ``rho``..., ``r_word``...) as they are; every other stage's prefixed by its name
-(``exact_rank``, ``seed_q_value``, ``lexicon_translated``, ``causal_verdict``,
-``logit_lens_class``, ``mcs_mcs``), so nothing collides.
+Column names of ``features``: see ``polyglot_sae.report.table``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from importlib.resources import files
@@ -35,15 +31,7 @@ from .report.page_data import (FeatureData, FeaturePagesConfig, FeaturePagesInpu
                                causal_entries, collect_feature_data, logit_lens_entries,
                                mcs_entries, word_entries)
 from .report.pages import render_feature_page
-
-# stage -> the per-SAE file its per-feature columns come from (besides the scores)
-_STAGE_FILES = {
-    "lexicon": "lexicon/{sae}.features.parquet",
-    "causal": "causal/{sae}.parquet",
-    "logit_lens": "logit_lens/{sae}.stats.parquet",
-    "mcs": "mcs/{sae}.features.parquet",
-}
-_METHODS = ("paired", "exact", "seed")
+from .report.table import METHODS, STAGE_FILES, feature_table, methods_of
 
 
 def open_run(path: str | Path) -> Run:
@@ -84,28 +72,20 @@ class Run:
 
     def methods(self, sae: str) -> list[str]:
         """The scoring methods with a table for this SAE."""
-        return [m for m in _METHODS if (self.path / "scores" / f"{sae}.{m}.parquet").exists()]
+        return methods_of(self.path, sae)
 
     def missing(self, sae: str) -> list[str]:
         """The per-feature stages this run has no table of, for this SAE."""
         self._check(sae)
-        gone = [m for m in _METHODS if m not in self.methods(sae)]
-        return gone + [s for s, f in _STAGE_FILES.items()
+        gone = [m for m in METHODS if m not in self.methods(sae)]
+        return gone + [s for s, f in STAGE_FILES.items()
                        if not (self.path / f.format(sae=sae)).exists()]
 
     def features(self, sae: str) -> pl.DataFrame:
-        """One row per feature with every stage's per-feature columns (module docstring)."""
+        """One row per feature with every stage's per-feature columns
+        (``polyglot_sae.report.table``)."""
         self._check(sae)
-        methods = self.methods(sae)
-        base = (self._scores(sae, methods[0]) if methods[0] == "paired"
-                else self._prefixed(self._scores(sae, methods[0]), methods[0], keep=("dead",)))
-        for m in methods[1:]:
-            base = self._join(base, self._prefixed(self._scores(sae, m), m))
-        for stage, pattern in _STAGE_FILES.items():
-            file = self.path / pattern.format(sae=sae)
-            if file.exists():
-                base = self._join(base, self._prefixed(_per_feature(stage, file), stage))
-        return base
+        return feature_table(self.path, sae)
 
     def feature(self, sae: str, feature_id: int) -> Feature:
         self._check(sae)
@@ -123,17 +103,6 @@ class Run:
     def _scores(self, sae: str, method: str) -> pl.DataFrame:
         return pl.read_parquet(self.path / "scores" / f"{sae}.{method}.parquet")
 
-    @staticmethod
-    def _prefixed(table: pl.DataFrame, stage: str, keep: Sequence[str] = ()) -> pl.DataFrame:
-        return table.rename({c: f"{stage}_{c}" for c in table.columns
-                             if c != "feature_id" and c not in keep})
-
-    @staticmethod
-    def _join(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
-        right = right.drop([c for c in right.columns if c in left.columns and c != "feature_id"])
-        right = right.with_columns(pl.col("feature_id").cast(left["feature_id"].dtype))
-        return left.join(right, on="feature_id", how="left", maintain_order="left")
-
     def corpus_dir(self) -> Path:
         """``results/{corpus}``: named by the config, else the one sibling with a split."""
         if self.config:
@@ -144,17 +113,6 @@ class Run:
                              f"{len(found)} corpus folders beside the run",
                              "rerun the summary rule, which writes config.json")
         return found[0]
-
-
-def _per_feature(stage: str, file: Path) -> pl.DataFrame:
-    """A stage's per-feature rows (tested features only for the causal check)."""
-    table = pl.read_parquet(file)
-    if stage == "causal":
-        table = table.filter(~pl.col("is_control")).drop("is_control")
-    if stage == "lexicon" and "langs" in table.columns:
-        # one row per language pair: the least translated pair speaks for the feature
-        table = table.sort("translated").unique("feature_id", keep="first")
-    return table
 
 
 @dataclass(frozen=True)
@@ -181,7 +139,7 @@ class Feature:
             return []
         table = pl.read_parquet(file).filter((pl.col("feature_id") == self.feature_id)
                                              & (pl.col("lang") == lang))
-        return table.sort("weight", descending=True)["word"].to_list()
+        return table.sort("word_rank")["word"].to_list()
 
     def examples(self, lang: str, k: int = 3) -> list[dict[str, Any]]:
         """Its ``k`` pairs with the largest activation in ``lang``: pair id, reference, and per
@@ -209,7 +167,7 @@ class Feature:
         method = "paired" if "paired" in run.methods(sae) else run.methods(sae)[0]
         shards = sorted((run.path / "acts" / sae).glob("*.parquet"))
         extras: dict[str, Any] = {}
-        file = {s: run.path / p.format(sae=sae) for s, p in _STAGE_FILES.items()}
+        file = {s: run.path / p.format(sae=sae) for s, p in STAGE_FILES.items()}
         if file["causal"].exists():
             extras["causal"] = causal_entries(file["causal"], run.langs)
         if file["logit_lens"].exists():

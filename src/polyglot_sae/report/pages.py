@@ -31,7 +31,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -49,6 +49,7 @@ from .page_data import (FeatureData, FeaturePagesConfig, FeaturePagesInput, coll
                         is_paired)
 
 CSS_PATH, JS_PATH = "assets/pages.css", "assets/pages.js"
+EXPLORER_JS_PATH = "assets/explorer.js"
 # Only the folder's own CSS and JS load. 'self' covers them over http(s) and, in Chromium, from
 # file://; browsers that give file: documents an opaque origin (Firefox) match them only by the
 # file: scheme, which is local by definition. Token shading is a style attribute per token, hence
@@ -100,16 +101,20 @@ _ENV = Environment(loader=PackageLoader(__package__, "templates"), autoescape=Tr
 
 
 def build_feature_pages(inputs: FeaturePagesInput, out_dir: str | Path,
-                        config: FeaturePagesConfig = FeaturePagesConfig()) -> Path:
-    """Write the folder (index.html, features/{id}.html, assets/) atomically; returns it."""
+                        config: FeaturePagesConfig = FeaturePagesConfig(), *,
+                        extra: Mapping[str, str] | None = None) -> Path:
+    """Write the folder (index.html, features/{id}.html, assets/, and the ``extra`` files by
+    name, e.g. the all-features browser) atomically; returns it."""
     features = collect_feature_data(inputs, config)
     assets = files(__package__) / "assets"
 
     def write(folder: Path) -> None:
         (folder / "features").mkdir()
         (folder / "assets").mkdir()
-        for path in (CSS_PATH, JS_PATH):
+        for path in (CSS_PATH, JS_PATH, EXPLORER_JS_PATH):
             (folder / path).write_bytes((assets / Path(path).name).read_bytes())
+        for name, text in (extra or {}).items():
+            (folder / name).write_text(text, encoding="utf-8")
         (folder / "index.html").write_text(render_index(features, inputs, config), encoding="utf-8")
         for i, feature in enumerate(features):
             prev = features[i - 1].feature_id if i else None
@@ -118,6 +123,11 @@ def build_feature_pages(inputs: FeaturePagesInput, out_dir: str | Path,
                 render_feature_page(feature, inputs, config, prev=prev, next_=nxt), encoding="utf-8")
 
     return write_dir(write, out_dir)
+
+
+def render_template(template: str, **values: Any) -> str:
+    """A template of templates/ in the pages' environment (autoescaped, the same CSP)."""
+    return _ENV.get_template(template).render(**values)
 
 
 def script_json(obj: Any) -> str:

@@ -1,0 +1,67 @@
+"""Every stage's per-feature columns of one SAE in one table, read from a finished run's files
+(the API's ``Run.features`` and the all-features browser show it).
+
+The paired method's columns (the recommended ranking: ``rank``, ``class``, ``rho``...,
+``r_word``...) keep their names; every other stage's are prefixed by its name (``exact_rank``,
+``seed_q_value``, ``lexicon_translated``, ``causal_verdict``, ``logit_lens_class``,
+``mcs_mcs``), so nothing collides. A stage without a file adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+# stage -> the per-SAE file under results/{run}/ its per-feature columns come from
+STAGE_FILES = {
+    "lexicon": "lexicon/{sae}.features.parquet",
+    "causal": "causal/{sae}.parquet",
+    "logit_lens": "logit_lens/{sae}.stats.parquet",
+    "mcs": "mcs/{sae}.features.parquet",
+}
+METHODS = ("paired", "exact", "seed")
+
+
+def methods_of(run_dir: Path, sae: str) -> list[str]:
+    """The scoring methods with a table for this SAE."""
+    return [m for m in METHODS if (run_dir / "scores" / f"{sae}.{m}.parquet").exists()]
+
+
+def feature_table(run_dir: str | Path, sae: str) -> pl.DataFrame:
+    """One row per feature with every stage's per-feature columns (module docstring)."""
+    run_dir = Path(run_dir)
+    methods = methods_of(run_dir, sae)
+    first = pl.read_parquet(run_dir / "scores" / f"{sae}.{methods[0]}.parquet")
+    base = first if methods[0] == "paired" else _prefixed(first, methods[0], keep=("dead",))
+    for m in methods[1:]:
+        base = _join(base, _prefixed(pl.read_parquet(run_dir / "scores" / f"{sae}.{m}.parquet"),
+                                     m))
+    for stage, pattern in STAGE_FILES.items():
+        file = run_dir / pattern.format(sae=sae)
+        if file.exists():
+            base = _join(base, _prefixed(_per_feature(stage, file), stage))
+    return base
+
+
+def _per_feature(stage: str, file: Path) -> pl.DataFrame:
+    """A stage's per-feature rows (tested features only for the causal check)."""
+    table = pl.read_parquet(file)
+    if stage == "causal":
+        table = table.filter(~pl.col("is_control")).drop("is_control")
+    if stage == "lexicon" and "langs" in table.columns:
+        # one row per language pair: the least translated pair speaks for the feature
+        table = table.sort("translated").unique("feature_id", keep="first", maintain_order=True)
+    return table
+
+
+def _prefixed(table: pl.DataFrame, stage: str, keep: Sequence[str] = ()) -> pl.DataFrame:
+    return table.rename({c: f"{stage}_{c}" for c in table.columns
+                         if c != "feature_id" and c not in keep})
+
+
+def _join(left: pl.DataFrame, right: pl.DataFrame) -> pl.DataFrame:
+    right = right.drop([c for c in right.columns if c in left.columns and c != "feature_id"])
+    right = right.with_columns(pl.col("feature_id").cast(left["feature_id"].dtype))
+    return left.join(right, on="feature_id", how="left", maintain_order="left")
