@@ -295,7 +295,8 @@ def _edit_config(workdir, edit):
 # What each config change reruns: the README's table, row by row. Sets of rules; "all" aside.
 # The paired method: statistics (bootstrap), then classes, then what reads its scores.
 # The causal check reads every method's scores; the pages and the summary read it.
-READS_CAUSAL = {"causal", "causal_figure", "feature_pages", "page_screenshots", "summary"}
+READS_CAUSAL = {"causal", "causal_figure", "feature_pages", "page_screenshots", "explorer",
+                "summary"}
 READS_PAIRED = {"paired_classes", "paired_size_ablation", "sweep_plot", "top_features",
                 "paired_figure", "word_figure", "lexicon_check"} | READS_CAUSAL
 READS_SCORES = {"score", "top_features", "bi_curve", "pvalue_histogram", "monolinguality",
@@ -315,10 +316,11 @@ CONFIG_RERUNS = [
     ("sweeps.top_k", {"sweeps": {"top_k": 3}},
      {"beta_sweep", "size_ablation", "paired_size_ablation", "sweep_plot"}),
     ("mcs.widths", {"mcs": {"widths": [24, 48]}},
-     {"train_ladder_sae", "mcs", "mcs_bilingual", "feature_pages", "page_screenshots"}),
+     {"train_ladder_sae", "mcs", "mcs_bilingual", "feature_pages", "page_screenshots",
+      "explorer"}),
     ("logit_lens.null_directions", {"logit_lens": {"null_directions": 16}},
-     {"logit_lens", "logit_lens_bilingual", "feature_pages", "page_screenshots"}),
-    ("pages.top_n", {"pages": {"top_n": 4}}, {"feature_pages", "page_screenshots"}),
+     {"logit_lens", "logit_lens_bilingual", "feature_pages", "page_screenshots", "explorer"}),
+    ("pages.top_n", {"pages": {"top_n": 4}}, {"feature_pages", "page_screenshots", "explorer"}),
     ("report.top_k", {"report": {"top_k": 3}}, {"top_features", "paired_figure", "summary"}),
     # A class threshold reruns the classification and what reads it, not the bootstrap.
     ("paired.classes", {"paired": {"classes": {"min_cofire": 4}}}, READS_PAIRED),
@@ -330,7 +332,7 @@ CONFIG_RERUNS = [
      READS_PAIRED - {"paired_size_ablation", "sweep_plot"} | {"align", "word_stats"}),
     ("causal.window", {"causal": {"window": 4}}, READS_CAUSAL),
     ("lexicon.top_words", {"lexicon": {"top_words": 2}},
-     {"feature_words", "lexicon_check", "paired_figure", "summary"}),
+     {"feature_words", "lexicon_check", "paired_figure", "explorer", "summary"}),
     # Extraction jobs are planned after the `shards` checkpoint, so a dry run cannot list them.
     ("split.shard_pairs", {"split": {"shard_pairs": 30}},
      READS_ACTS | {"shards", "reduce_paraphrase"}),

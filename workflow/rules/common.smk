@@ -171,6 +171,7 @@ FIGURES = [
         sae=SAES,
         method=METHODS,
     ),
+    *expand("results/{run}/pages/{sae}", run=RUN, sae=SAES if PAIRED else []),
     *expand(
         "results/{run}/logit_lens/{sae}.{plot}.png",
         run=RUN,
@@ -205,7 +206,7 @@ FIGURES = [
 ]
 
 
-def page_extras(wildcards):
+def page_extras(wildcards, method=None):
     """What the feature pages show besides the scores: MCS when the SAE has a ladder, the
     logit lens and the causal check when they run, the word-level evidence for `paired`.
     """
@@ -218,12 +219,26 @@ def page_extras(wildcards):
         extras["mcs"] = f"results/{wildcards.run}/mcs/{wildcards.sae}.features.parquet"
     if CAUSAL:
         extras["causal"] = f"results/{wildcards.run}/causal/{wildcards.sae}.parquet"
-    if wildcards.method == "paired":
+    if (method or wildcards.method) == "paired":
         extras["word_examples"] = (
             f"results/{wildcards.run}/paired/{wildcards.sae}.word_examples.parquet"
         )
         extras["texts"] = f"results/{CORPUS}/split/score.parquet"
     return extras
+
+
+def explorer_inputs(wildcards):
+    """The all-features browser reads every stage's per-feature table (report/table.py) and
+    what the paired pages show."""
+    run, sae = wildcards.run, wildcards.sae
+    files = {
+        "paired": f"results/{run}/scores/{sae}.paired.parquet",
+        "scores": [f"results/{run}/scores/{sae}.{m}.parquet" for m in METHODS],
+        **page_extras(wildcards, "paired"),
+    }
+    if LEXICON:
+        files["lexicon"] = f"results/{run}/lexicon/{sae}.parquet"
+    return files
 
 
 def print_summary(path):

@@ -53,6 +53,31 @@ rule feature_pages:
         "../scripts/feature_pages.py"
 
 
+rule explorer:
+    input:
+        unpack(explorer_inputs),
+        acts=shard_files("acts"),
+        tokens=shard_files("tokens"),
+        refs=f"results/{CORPUS}/refs.parquet",
+        words="results/{run}/paired/{sae}.words.parquet",
+    output:
+        pages=directory("results/{run}/pages/{sae}"),
+    log:
+        "logs/{run}/pages/{sae}.explorer.log",
+    benchmark:
+        "benchmarks/{run}/pages/{sae}.explorer.tsv"
+    conda:
+        ENV
+    params:
+        cfg=lambda w: {
+            "langs": config["corpus"]["langs"],
+            "title": f"{w.sae}: bilingual features (method paired)",
+            **config["pages"],
+        },
+    script:
+        "../scripts/explorer.py"
+
+
 rule page_screenshots:
     input:
         pages="results/{run}/pages/{sae}.{method}",

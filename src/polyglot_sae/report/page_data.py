@@ -297,6 +297,22 @@ def word_entries(scores_path: str | Path, examples_path: str | Path, pairs_path:
             for r in scores.select("feature_id", *_WORD_NUMBERS).iter_rows(named=True)}
 
 
+def page_extras(files: Mapping[str, Any], scores: str | Path, langs: Sequence[str],
+                refs: str | Path | None = None) -> dict[str, Any]:
+    """The optional page sections from the pipeline's files (keys ``mcs``, ``logit_lens``,
+    ``causal``, ``word_examples`` with ``texts``), as ``FeaturePagesInput`` fields."""
+    extras: dict[str, Any] = {}
+    if "mcs" in files:
+        extras["mcs"] = mcs_entries(files["mcs"])
+    if "logit_lens" in files:
+        extras["logit_lens"] = logit_lens_entries(files["logit_lens"])
+    if "causal" in files:
+        extras["causal"] = causal_entries(files["causal"], langs)
+    if "word_examples" in files:
+        extras["words"] = word_entries(scores, files["word_examples"], files["texts"], refs)
+    return extras
+
+
 def mcs_entries(features_path: str | Path) -> dict[int, list[McsMatch]]:
     """Page entries from the MCS stage's features file: each feature against the ladder's
     widest and second widest other dictionaries (named in the file's metadata)."""
