@@ -31,7 +31,8 @@ needs_sword = pytest.mark.skipif(
 LONG_FILES = ("test_slurm.py", "test_workflow.py", "test_languages.py", "test_faults.py",
               "test_layer_sweep.py", "test_slow_gemma.py")
 SPLIT_FILES = ("test_languages.py",)
-JOINED_FILES = {"test_slurm.py": "tiny-dag", "test_workflow.py": "tiny-dag", "test_api.py": "tiny-dag"}
+JOINED_FILES = {"test_slurm.py": "tiny-dag", "test_workflow.py": "tiny-dag", "test_api.py": "tiny-dag",
+                "test_explorer.py": "tiny-dag"}
 
 
 def _file(nodeid: str) -> str:

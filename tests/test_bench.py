@@ -21,7 +21,7 @@ def test_listing_names_every_bench_without_importing_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     for name in ("extract", "hooks", "causal", "gpu_extract", "null", "paired", "logit_lens", "storage", "reduce",
-                 "scaling", "words"):
+                 "scaling", "words", "explorer"):
         assert f"  {name} " in out.stdout
     assert out.stdout.strip().endswith("False")
 
@@ -43,6 +43,8 @@ def test_listing_names_every_bench_without_importing_torch():
     (("causal", "--tiny", "--threads", "1"), "Causal check: paired top 5"),
     (("words", "--pairs", "300", "--features", "64", "--l0", "4", "--shard-pairs", "100",
       "--bootstrap", "20"), "word-level statistics"),
-], ids=["null", "storage", "reduce", "scaling", "gpu_extract", "hooks", "causal", "words"])
+    (("explorer", "--features", "300"), "errors: none"),
+], ids=["null", "storage", "reduce", "scaling", "gpu_extract", "hooks", "causal", "words",
+        "explorer"])
 def test_bench_runs_at_tiny_size(args, expect):
     assert expect in _run(*args)

@@ -24,6 +24,7 @@ BENCHMARKS = {
     "scaling": "scaling_bench",
     "causal": "causal_bench",
     "words": "words_bench",
+    "explorer": "explorer_bench",
 }
 
 

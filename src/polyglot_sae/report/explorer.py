@@ -102,15 +102,20 @@ def build_explorer(run_dir: str | Path, sae: str, inputs: FeaturePagesInput, out
     words = words if words is not None else pl.read_parquet(
         Path(run_dir) / "paired" / f"{sae}.words.parquet")
     data = explorer_data(table, words, inputs.langs, set(ids))
-    html = render_template("explorer.html.j2", page_title=f"{pages.title}: all features",
-                           prefix="", script=False,
-                           title=pages.title, name=inputs.name, n=len(data["id"]),
-                           n_pages=len(ids), langs=list(inputs.langs))
-    extra = {"explorer.html": html,
-             "explorer.data.js": "window.EXPLORER_DATA = " + json.dumps(
-                 data, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + ";\n"}
     return build_feature_pages(inputs, out_dir, replace(pages, top_n=0, top_significant=0,
-                                                        features=tuple(ids)), extra=extra)
+                                                        features=tuple(ids)),
+                               extra=explorer_files(data, pages.title, inputs.name, len(ids)))
+
+
+def explorer_files(data: dict[str, Any], title: str, name: str, n_pages: int) -> dict[str, str]:
+    """``explorer.html`` and ``explorer.data.js`` (the data as one JavaScript assignment: a
+    page opened from file:// may load a script but not fetch a JSON file)."""
+    html = render_template("explorer.html.j2", page_title=f"{title}: all features", prefix="",
+                           script=False, title=title, name=name, n=len(data["id"]),
+                           n_pages=n_pages, langs=data["langs"])
+    js = "window.EXPLORER_DATA = " + json.dumps(data, ensure_ascii=False, separators=(",", ":"),
+                                                allow_nan=False) + ";\n"
+    return {"explorer.html": html, "explorer.data.js": js}
 
 
 def _number(value: Any) -> float | int | None:

@@ -1,6 +1,10 @@
 // The all-features browser (report/explorer.py). Data: window.EXPLORER_DATA, columnar. Only the
 // rows in view are in the DOM; every string goes through textContent.
 "use strict";
+// Errors are also written on <body data-errors>, so a headless check can see them.
+window.addEventListener("error", (e) => {
+  document.body.dataset.errors = (document.body.dataset.errors || "") + e.message + "\n";
+});
 (function () {
   const D = window.EXPLORER_DATA;
   if (!D) return;
