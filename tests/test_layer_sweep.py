@@ -31,6 +31,7 @@ def sweep_config(workdir, saes=SAES):
     config["logit_lens"].update(null_directions=8)
     config["layers"] = {"bootstrap": 50}
     config["causal"] = {"enabled": False}  # as in the preset: the profile does not read it
+    config["align"] = {"enabled": False}  # the word level is the default DAG's test
     return config
 
 

@@ -15,6 +15,9 @@ rule align:
         ENV
     threads: 2
     params:
-        cfg={"langs": config["corpus"]["langs"], **config["align"]},
+        cfg={
+            "langs": config["corpus"]["langs"],
+            **{k: v for k, v in config["align"].items() if k != "enabled"},
+        },
     script:
         "../scripts/align.py"

@@ -17,6 +17,8 @@ METHODS = config["score"]["methods"]
 BI_METHODS = [m for m in METHODS if m != "paired"]
 PAIRED = "paired" in METHODS
 PARAPHRASE = config["corpus"].get("paraphrase")
+# The paired method's word-level evidence (align stage, word_stats): on unless align.enabled is off.
+WORD_LEVEL = PAIRED and config["align"]["enabled"]
 LEXICON = config["lexicon"]["enabled"]
 LOGIT_LENS = config["logit_lens"]["enabled"]
 CAUSAL = config["causal"]["enabled"]
@@ -198,7 +200,7 @@ FIGURES = [
             for sae in (SAES if PAIRED else [])
             for stage, name in (
                 ("paired", "ceiling"),
-                ("paired", "word_level"),
+                *([("paired", "word_level")] if WORD_LEVEL else []),
                 ("sweeps", "paired.size"),
             )
         ],
@@ -219,7 +221,7 @@ def page_extras(wildcards, method=None):
         extras["mcs"] = f"results/{wildcards.run}/mcs/{wildcards.sae}.features.parquet"
     if CAUSAL:
         extras["causal"] = f"results/{wildcards.run}/causal/{wildcards.sae}.parquet"
-    if (method or wildcards.method) == "paired":
+    if (method or wildcards.method) == "paired" and WORD_LEVEL:
         extras["word_examples"] = (
             f"results/{wildcards.run}/paired/{wildcards.sae}.word_examples.parquet"
         )
@@ -267,6 +269,15 @@ def extract_params(wildcards, langs):
         },
         "langs": langs,
         "extract": config["extract"],
+    }
+
+
+def word_stats_table(wildcards):
+    """The word-level statistics the paired classes join, when the word level is on."""
+    if not WORD_LEVEL:
+        return {}
+    return {
+        "word_stats": f"results/{wildcards.run}/paired/{wildcards.sae}.word_stats.parquet"
     }
 
 

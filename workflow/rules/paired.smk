@@ -55,8 +55,8 @@ rule word_stats:
 
 rule paired_classes:
     input:
+        unpack(word_stats_table),
         stats="results/{run}/paired/{sae}.stats.parquet",
-        word_stats="results/{run}/paired/{sae}.word_stats.parquet",
     output:
         scores="results/{run}/scores/{sae}.paired.parquet",
     log:

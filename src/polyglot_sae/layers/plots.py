@@ -10,7 +10,8 @@ import polars as pl
 
 from polyglot_sae.figures import FigureStyle, new_figure, require_columns, save_figure
 
-_CLASSES = {"concept": "tab:green", "shared_string": "tab:orange", "length": "tab:purple",
+_CLASSES = {"concept": "tab:green", "context": "tab:brown", "shared_string": "tab:orange",
+            "length": "tab:purple",
             "low_support": "0.7", "dead": "0.3"}
 _LANGS = ("tab:blue", "tab:red", "tab:cyan", "tab:pink", "tab:olive")
 

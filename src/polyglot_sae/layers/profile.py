@@ -31,7 +31,7 @@ from polyglot_sae.logit_lens.join import JoinConfig
 from polyglot_sae.paired.report import SUPPORTED
 
 # The classes the profile counts (lang_specific per language is added per run).
-CLASSES = ("concept", "shared_string", "length", "weak", "low_support", "dead")
+CLASSES = ("concept", "context", "shared_string", "length", "weak", "low_support", "dead")
 # Hook kinds within one block, in the order the residual stream meets them.
 _KINDS = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_mlp_out",
           "hook_resid_post")
