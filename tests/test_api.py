@@ -50,7 +50,7 @@ def test_features_join_every_stage(tiny_dag, tmp_path):
     f = run.feature("tiny-sae", int(paired.sort("rank")["feature_id"][0]))
     assert f.scores["rho"] == paired.sort("rank")["rho"][0]
     html = f._repr_html_()
-    assert f"feature {f.feature_id}" in html and "<style>" in html
+    assert f"<h1>Feature {f.feature_id}</h1>" in html and "<style>" in html
     # a run without the causal check still opens and says so
     partial = tmp_path / "tiny"
     shutil.copytree(res / "scores", partial / "scores")

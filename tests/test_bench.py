@@ -42,7 +42,7 @@ def test_listing_names_every_bench_without_importing_torch():
       "128"), "tables bit-identical"),
     (("causal", "--tiny", "--threads", "1"), "Causal check: paired top 5"),
     (("words", "--pairs", "300", "--features", "64", "--l0", "4", "--shard-pairs", "100",
-      "--bootstrap", "20"), "word-level statistics"),
+      "--bootstrap", "20", "--skip-align"), "word-level statistics"),
     (("explorer", "--features", "300"), "errors: none"),
 ], ids=["null", "storage", "reduce", "scaling", "gpu_extract", "hooks", "causal", "words",
         "explorer"])
