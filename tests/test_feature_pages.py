@@ -19,8 +19,9 @@ from polyglot_sae.report.browser import BrowserConfig, dump_dom, file_url, find_
 from polyglot_sae.errors import InputError
 from polyglot_sae.report import pages as render
 from polyglot_sae.report.page_data import (FeaturePagesConfig, FeaturePagesInput, LogitLens,
-                                           McsMatch, collect_feature_data, logit_lens_entries,
-                                           neuronpedia_template, select_features)
+                                           McsMatch, collect_feature_data, neuronpedia_template,
+                                           select_features)
+from polyglot_sae.report.page_entries import logit_lens_entries
 from polyglot_sae.report.pages import build_feature_pages
 
 from html_dom import Node, parse
@@ -328,7 +329,7 @@ def test_logit_lens_entries(tmp_path):
 def test_causal_section_from_the_table(inputs, tmp_path):
     """The causal check's verdict, effects with intervals, control bars and steering on the
     feature page; controls and untested ids get no section; the source string is escaped."""
-    from polyglot_sae.report.page_data import causal_entries
+    from polyglot_sae.report.page_entries import causal_entries
 
     langs = list(inputs.langs)
     row = {"feature_id": [FIRST, 2, 40], "verdict": ["one:en", "both", "neither"],

@@ -244,7 +244,7 @@ def test_aligned_examples_on_the_feature_page(tmp_path):
     from html_dom import parse
     from test_feature_pages import CONFIG, EVIL, FIRST, INPUTS
 
-    from polyglot_sae.report.page_data import word_entries
+    from polyglot_sae.report.page_entries import word_entries
     from polyglot_sae.report.pages import build_feature_pages
 
     scores = INPUTS.scores.select("feature_id").with_columns(

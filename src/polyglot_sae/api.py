@@ -28,8 +28,8 @@ import polars as pl
 
 from .errors import InputError
 from .report.page_data import (FeatureData, FeaturePagesConfig, FeaturePagesInput,
-                               causal_entries, collect_feature_data, logit_lens_entries,
-                               mcs_entries, word_entries)
+                               collect_feature_data)
+from .report.page_entries import causal_entries, logit_lens_entries, mcs_entries, word_entries
 from .report.pages import render_feature_page
 from .report.table import METHODS, STAGE_FILES, feature_table, methods_of
 

@@ -1,7 +1,8 @@
 from pathlib import Path
 
 from polyglot_sae.report.explorer import ExplorerConfig, build_explorer
-from polyglot_sae.report.page_data import FeaturePagesConfig, FeaturePagesInput, page_extras
+from polyglot_sae.report.page_data import FeaturePagesConfig, FeaturePagesInput
+from polyglot_sae.report.page_entries import page_extras
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
 with rule_log(snakemake) as log:

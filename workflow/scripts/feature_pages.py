@@ -1,4 +1,5 @@
-from polyglot_sae.report.page_data import FeaturePagesConfig, FeaturePagesInput, page_extras
+from polyglot_sae.report.page_data import FeaturePagesConfig, FeaturePagesInput
+from polyglot_sae.report.page_entries import page_extras
 from polyglot_sae.report.pages import build_feature_pages
 from polyglot_sae.workflow_io import from_mapping, rule_log
 
