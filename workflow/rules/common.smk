@@ -19,6 +19,8 @@ PAIRED = "paired" in METHODS
 PARAPHRASE = config["corpus"].get("paraphrase")
 # The paired method's word-level evidence (align stage, word_stats): on unless align.enabled is off.
 WORD_LEVEL = PAIRED and config["align"]["enabled"]
+# The class thresholds only the word level reads (polyglot_sae.paired.classes).
+WORD_CLASS_KEYS = ("min_cofire_word", "concept_r_word_lo", "concept_lift", "lex_word")
 LEXICON = config["lexicon"]["enabled"]
 LOGIT_LENS = config["logit_lens"]["enabled"]
 CAUSAL = config["causal"]["enabled"]

@@ -160,7 +160,15 @@ rule paired_size_ablation:
         cfg=lambda w: {
             "langs": config["corpus"]["langs"],
             "paraphrase_of": PARAPHRASE["lang"] if PARAPHRASE else None,
-            "paired": config["paired"],
+            # verse level only: the word-level thresholds do not reach the size sweep
+            "paired": {
+                **config["paired"],
+                "classes": {
+                    k: v
+                    for k, v in config["paired"]["classes"].items()
+                    if k not in WORD_CLASS_KEYS
+                },
+            },
             **{
                 k: config["sweeps"][k]
                 for k in ("ablation_sizes", "bootstrap", "seed", "top_k")
