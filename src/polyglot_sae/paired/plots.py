@@ -62,27 +62,32 @@ def plot_ceiling(scores: pl.DataFrame, words: pl.DataFrame, out: str | Path,
 
 
 def plot_word_level(scores: pl.DataFrame, out: str | Path, langs: Sequence[str], *,
-                    note: str = "", style: FigureStyle = FigureStyle(width=7.5, height=7.0)
+                    note: str = "", style: FigureStyle = FigureStyle(width=12.0, height=6.0)
                     ) -> Path:
-    """Verse-level rho (x) against word-level r_word (y), coloured by class: concept features
-    agree at both levels, context features at the verse level only."""
+    """Left: verse-level rho (x) against word-level r_word (y); right: r_word against
+    align_lift, the statistic that separates concept from context; coloured by class."""
     shown = scores.filter(pl.col("rho").is_not_null() & pl.col("r_word").is_not_null()
                           & ~pl.col("dead"))
-    fig, (ax,) = new_figure(style)
+    fig, (left, right) = new_figure(style, ncols=2)
     for cls, colour in CLASS_COLOURS.items():
         part = shown.filter(pl.col("class") == cls)
         if part.height:
-            ax.scatter(part["rho"].to_numpy(), part["r_word"].to_numpy(),
-                       s=6 if cls in ("weak", "low_support") else 12, color=colour, alpha=0.8,
-                       linewidths=0, label=f"{cls} ({part.height})")
-    ax.plot([0, 1], [0, 1], color="0.3", lw=0.8, ls="--", label="r_word = rho")
-    _frame(ax, f"rho: verse level ({' vs '.join(langs)}, per-pair maxima)",
+            size = 6 if cls in ("weak", "low_support") else 12
+            for ax, x, y in ((left, "rho", "r_word"), (right, "align_lift", "r_word")):
+                ax.scatter(part[x].fill_null(np.nan).to_numpy(), part[y].to_numpy(), s=size,
+                           color=colour, alpha=0.8, linewidths=0,
+                           label=f"{cls} ({part.height})")
+    left.plot([0, 1], [0, 1], color="0.3", lw=0.8, ls="--", label="r_word = rho")
+    _frame(left, f"rho: verse level ({' vs '.join(langs)}, per-pair maxima)",
            "r_word: word level (aligned word pairs, zeros included)", "upper left",
-           "Same verses, same words? Verse-level against word-level agreement")
-    caption = ("Each point is a feature with both statistics (dead and language-specific ones "
-               "left out of the classes shown). concept: credible agreement at both levels "
-               "(r_word_lo, align_lift); context: verses agree, words do not (dense, topic "
-               "and position features).")
+           "Same verses, same words?")
+    _frame(right, "align_lift: fires on the aligned word more than on the verse's others",
+           "r_word", "upper left", "What separates concept from context")
+    right.set_xlim(-0.15, 1.02)
+    caption = ("Each point is a feature with both statistics (dead ones left out). concept: "
+               "credible agreement at both levels (r_word_lo, align_lift); context: the verses "
+               "agree but the feature does not fire on the aligned word more than on the rest "
+               "of the verse (dense, function-word, topic and position features).")
     return save_figure(fig, out, caption, note, style)
 
 
