@@ -113,53 +113,64 @@ def _covered(part: pl.DataFrame, tokmap: pl.DataFrame, a: str, b: str) -> pl.Dat
     return part
 
 
-def _link_sides(part: pl.DataFrame, word_acts: pl.DataFrame, a: str, b: str) -> pl.DataFrame:
-    """Every (link, feature) where either word fires: ``link, pair_id, feature_id, x, y``."""
-    part = part.with_row_index("link")
-    side = {}
+def _sides(part: pl.DataFrame, word_acts: pl.DataFrame, a: str, b: str
+           ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(X, Y, XY): per link and feature, the source word's activation where it fires
+    (``link, pair_id, feature_id, x``), the target word's (``y``), and both where both fire.
+    No row for a link where a side is silent: the sums need only these (zeros add nothing)."""
+    side = []
     for lang, col, name in ((a, "word_a", "x"), (b, "word_b", "y")):
         acts = word_acts.filter(pl.col("lang") == lang).select(
-            "pair_id", pl.col("word").alias(col), "feature_id", pl.col("value").alias(name))
-        side[name] = part.select("link", "pair_id", col).join(acts, on=["pair_id", col])
-    return (side["x"].drop("word_a")
-            .join(side["y"].drop("word_b"), on=["link", "pair_id", "feature_id"], how="full",
-                  coalesce=True)
-            .with_columns(pl.col("x", "y").fill_null(0.0).cast(pl.Float64)))
+            "pair_id", pl.col("word").alias(col), "feature_id",
+            pl.col("value").cast(pl.Float64).alias(name))
+        side.append(part.select("link", "pair_id", col).join(acts, on=["pair_id", col])
+                    .drop(col))
+    both = side[0].join(side[1].drop("pair_id"), on=["link", "feature_id"])
+    return side[0], side[1], both
+
+
+def _per_pair(rows: pl.DataFrame, **sums: pl.Expr) -> pl.DataFrame:
+    """Sums per (feature, pair), sorted so that features are CSR rows."""
+    return rows.group_by("feature_id", "pair_id").agg(**sums).sort("feature_id", "pair_id")
 
 
 def _add_shard(state: _Accumulator, part: pl.DataFrame, word_acts: pl.DataFrame,
                n_words: pl.DataFrame, a: str, b: str, scored: np.ndarray,
                weights: UInt8[np.ndarray, "n_pairs b1"], d_sae: int, texts: pl.DataFrame,
                n_examples: int) -> None:
-    rows = _link_sides(part, word_acts, a, b)
-    slot_of_pair = np.searchsorted(scored, part["pair_id"].unique().sort().to_numpy())
-    local = np.unique(slot_of_pair)
+    part = part.with_row_index("link")
+    xs, ys, both = _sides(part, word_acts, a, b)
+    local = np.unique(np.searchsorted(scored, part["pair_id"].unique().to_numpy()))
     w = weights[local].astype(np.float64)
-    to_local = {int(s): i for i, s in enumerate(local)}
     links_per = part.group_by("pair_id").len().sort("pair_id")
     link_slots = np.searchsorted(scored, links_per["pair_id"].to_numpy())
     state.n_boot += links_per["len"].to_numpy().astype(np.float64) @ weights[link_slots]
 
-    f = rows["feature_id"].to_numpy().astype(np.int64)
-    col = np.array([to_local[int(s)] for s in np.searchsorted(scored, rows["pair_id"].to_numpy())],
-                   dtype=np.int64) if rows.height else np.empty(0, np.int64)
-    x, y = rows["x"].to_numpy(), rows["y"].to_numpy()
-    for name, v in zip(_SUMS, (x, y, x * x, y * y, x * y)):
-        m = sp.csr_matrix((v, (f, col)), shape=(d_sae, local.size))
-        state.boot[name] += m @ w
+    # the bootstrap: per (feature, pair) sums as sparse (features x the shard's pairs)
+    # matrices times the pairs' weights
+    x, y = pl.col("x"), pl.col("y")
+    for table, sums in ((xs, {"sx": x.sum(), "sxx": (x * x).sum()}),
+                        (ys, {"sy": y.sum(), "syy": (y * y).sum()}),
+                        (both, {"sxy": (x * y).sum()})):
+        per = _per_pair(table, **sums)
+        col = np.searchsorted(local, np.searchsorted(scored, per["pair_id"].to_numpy()))
+        indptr = np.zeros(d_sae + 1, dtype=np.int64)
+        np.cumsum(np.bincount(per["feature_id"].to_numpy(), minlength=d_sae), out=indptr[1:])
+        for name in sums:
+            m = sp.csr_matrix((per[name].to_numpy(), col, indptr), shape=(d_sae, local.size))
+            state.boot[name] += m @ w
 
-    both = (x > 0) & (y > 0)
-    state.count["cofire"] += np.bincount(f[both], minlength=d_sae)
-    same = _same_string(part, texts, a, b)
-    link_same = same[rows["link"].to_numpy()]
-    state.count["same"] += np.bincount(f[both & link_same], minlength=d_sae)
-    for direction, src, trg, trg_lang in (("ab", x, y, b), ("ba", y, x, a)):
-        _lift(state, direction, rows, src, trg, trg_lang, word_acts, n_words, d_sae)
+    same = pl.Series("same", _same_string(part, texts, a, b))
+    f_both = both["feature_id"].to_numpy().astype(np.int64)
+    state.count["cofire"] += np.bincount(f_both, minlength=d_sae)
+    state.count["same"] += np.bincount(f_both[same.gather(both["link"]).to_numpy()],
+                                       minlength=d_sae)
+    for direction, src, trg_lang in (("ab", xs, b), ("ba", ys, a)):
+        _lift(state, direction, src, both, trg_lang, word_acts, n_words, d_sae)
     if n_examples:
-        top = (rows.filter(pl.col("x") > 0, pl.col("y") > 0)
-               .join(part.with_row_index("link").select("link", "word_a", "word_b"), on="link")
-               .sort(pl.col("x") * pl.col("y"), descending=True)
-               .group_by("feature_id", maintain_order=True).head(n_examples))
+        top = (both.with_columns(xy=x * y).sort("xy", descending=True)
+               .group_by("feature_id", maintain_order=True).head(n_examples)
+               .join(part.select("link", "word_a", "word_b"), on="link"))
         state.examples.append(top.select(
             pl.col("feature_id").cast(pl.UInt32), pl.lit(f"{a}-{b}").alias("langs"),
             pl.col("pair_id").cast(pl.UInt32), pl.col("word_a").cast(pl.UInt16),
@@ -167,25 +178,26 @@ def _add_shard(state: _Accumulator, part: pl.DataFrame, word_acts: pl.DataFrame,
             pl.col("y").cast(pl.Float32)))
 
 
-def _lift(state: _Accumulator, direction: str, rows: pl.DataFrame, src: np.ndarray,
-          trg: np.ndarray, trg_lang: str, word_acts: pl.DataFrame, n_words: pl.DataFrame,
-          d_sae: int) -> None:
-    """align_lift's sums for one direction: source firings, aligned-target hits, and the other
-    target words' firing share."""
-    fires = src > 0
-    k = (word_acts.filter(pl.col("lang") == trg_lang).group_by("pair_id", "feature_id")
+def _lift(state: _Accumulator, direction: str, src: pl.DataFrame, both: pl.DataFrame,
+          trg_lang: str, word_acts: pl.DataFrame, n_words: pl.DataFrame, d_sae: int) -> None:
+    """align_lift's sums for one direction, from per (feature, pair) counts: c source words
+    firing on a link, h of them with the aligned target word firing, k target words firing
+    among the verse's m: hits h, and the other target words' share sum((k - hit) / (m - 1))
+    over the c firings = (c k - h) / (m - 1)."""
+    k = (word_acts.filter(pl.col("lang") == trg_lang).group_by("feature_id", "pair_id")
          .agg(k=pl.len()))
     m = n_words.filter(pl.col("lang") == trg_lang).select("pair_id", "m")
-    sel = (rows.select("pair_id", "feature_id").filter(pl.Series(fires))
-           .join(k, on=["pair_id", "feature_id"], how="left")
-           .join(m, on="pair_id", how="left"))
-    hit = (trg[fires] > 0).astype(np.float64)
-    kk = sel["k"].fill_null(0).to_numpy().astype(np.float64)
-    mm = sel["m"].fill_null(1).to_numpy().astype(np.float64)
-    other = np.where(mm > 1, (kk - hit) / np.maximum(mm - 1, 1), 0.0)
-    f = sel["feature_id"].to_numpy().astype(np.int64)
-    state.count[f"src_{direction}"] += np.bincount(f, minlength=d_sae)
-    state.count[f"hit_{direction}"] += np.bincount(f, weights=hit, minlength=d_sae)
+    per = (src.group_by("feature_id", "pair_id").agg(c=pl.len())
+           .join(both.group_by("feature_id", "pair_id").agg(h=pl.len()),
+                 on=["feature_id", "pair_id"], how="left")
+           .join(k, on=["feature_id", "pair_id"], how="left")
+           .join(m, on="pair_id", how="left")
+           .with_columns(pl.col("h", "k").fill_null(0), pl.col("m").fill_null(1)))
+    c, h, kk, mm = (per[name].to_numpy().astype(np.float64) for name in ("c", "h", "k", "m"))
+    other = np.where(mm > 1, (c * kk - h) / np.maximum(mm - 1, 1), 0.0)
+    f = per["feature_id"].to_numpy().astype(np.int64)
+    state.count[f"src_{direction}"] += np.bincount(f, weights=c, minlength=d_sae)
+    state.count[f"hit_{direction}"] += np.bincount(f, weights=h, minlength=d_sae)
     state.count[f"other_{direction}"] += np.bincount(f, weights=other, minlength=d_sae)
 
 
