@@ -31,7 +31,7 @@ from .report.page_data import (FeatureData, FeaturePagesConfig, FeaturePagesInpu
                                collect_feature_data)
 from .report.page_entries import causal_entries, logit_lens_entries, mcs_entries, word_entries
 from .report.pages import render_feature_page
-from .report.table import METHODS, STAGE_FILES, feature_table, methods_of
+from .report.table import METHODS, STAGE_FILES, feature_table, methods_of, stage_file
 
 
 def open_run(path: str | Path) -> Run:
@@ -78,8 +78,7 @@ class Run:
         """The per-feature stages this run has no table of, for this SAE."""
         self._check(sae)
         gone = [m for m in METHODS if m not in self.methods(sae)]
-        return gone + [s for s, f in STAGE_FILES.items()
-                       if not (self.path / f.format(sae=sae)).exists()]
+        return gone + [s for s in STAGE_FILES if stage_file(self.path, sae, s) is None]
 
     def features(self, sae: str) -> pl.DataFrame:
         """One row per feature with every stage's per-feature columns
@@ -167,12 +166,12 @@ class Feature:
         method = "paired" if "paired" in run.methods(sae) else run.methods(sae)[0]
         shards = sorted((run.path / "acts" / sae).glob("*.parquet"))
         extras: dict[str, Any] = {}
-        file = {s: run.path / p.format(sae=sae) for s, p in STAGE_FILES.items()}
-        if file["causal"].exists():
+        file = {s: stage_file(run.path, sae, s) for s in STAGE_FILES}
+        if file["causal"] is not None:
             extras["causal"] = causal_entries(file["causal"], run.langs)
-        if file["logit_lens"].exists():
+        if file["logit_lens"] is not None:
             extras["logit_lens"] = logit_lens_entries(file["logit_lens"])
-        if file["mcs"].exists():
+        if file["mcs"] is not None:
             extras["mcs"] = mcs_entries(file["mcs"])
         examples = run.path / "paired" / f"{sae}.word_examples.parquet"
         corpus = run.corpus_dir()

@@ -3,8 +3,8 @@
 
 The paired method's columns (the recommended ranking: ``rank``, ``class``, ``rho``...,
 ``r_word``...) keep their names; every other stage's are prefixed by its name (``exact_rank``,
-``seed_q_value``, ``lexicon_translated``, ``causal_verdict``, ``logit_lens_class``,
-``mcs_mcs``), so nothing collides. A stage without a file adds nothing.
+``seed_q_value``, ``monolinguality_nu_max``, ``lexicon_translated``, ``causal_verdict``,
+``logit_lens_class``, ``mcs_mcs``), so nothing collides. A stage without a file adds nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import polars as pl
 
 # stage -> the per-SAE file under results/{run}/ its per-feature columns come from
 STAGE_FILES = {
+    # Deng et al.'s monolinguality, written beside each BI method (the same numbers for each)
+    "monolinguality": "monolinguality/{sae}.{bi}.parquet",
     "lexicon": "lexicon/{sae}.features.parquet",
     "causal": "causal/{sae}.parquet",
     "logit_lens": "logit_lens/{sae}.stats.parquet",
@@ -38,11 +40,20 @@ def feature_table(run_dir: str | Path, sae: str) -> pl.DataFrame:
     for m in methods[1:]:
         base = _join(base, _prefixed(pl.read_parquet(run_dir / "scores" / f"{sae}.{m}.parquet"),
                                      m))
-    for stage, pattern in STAGE_FILES.items():
-        file = run_dir / pattern.format(sae=sae)
-        if file.exists():
+    for stage in STAGE_FILES:
+        file = stage_file(run_dir, sae, stage)
+        if file is not None:
             base = _join(base, _prefixed(_per_feature(stage, file), stage))
     return base
+
+
+def stage_file(run_dir: str | Path, sae: str, stage: str) -> Path | None:
+    """The file a stage's per-feature columns come from, or None when the run has none."""
+    for bi in ("exact", "seed"):
+        file = Path(run_dir) / STAGE_FILES[stage].format(sae=sae, bi=bi)
+        if file.exists():
+            return file
+    return None
 
 
 def _per_feature(stage: str, file: Path) -> pl.DataFrame:
@@ -50,6 +61,11 @@ def _per_feature(stage: str, file: Path) -> pl.DataFrame:
     table = pl.read_parquet(file)
     if stage == "causal":
         table = table.filter(~pl.col("is_control")).drop("is_control")
+    if stage == "monolinguality":  # one row per language: nu per language, then its max
+        per_lang = table.pivot(on="lang", index="feature_id", values="nu")
+        table = per_lang.rename({c: f"nu_{c}" for c in per_lang.columns if c != "feature_id"}
+                                ).join(table.unique("feature_id").select(
+                                    "feature_id", "nu_max", "nu_lang"), on="feature_id")
     if stage == "lexicon" and "langs" in table.columns:
         # one row per language pair: the least translated pair speaks for the feature
         table = table.sort("translated").unique("feature_id", keep="first", maintain_order=True)
