@@ -74,22 +74,15 @@ def test_search_finds_a_planted_word(browser):
 
 def test_hostile_words_stay_text(tmp_path):
     """Words from a corpus are data: a word that is HTML renders as text, nothing runs."""
-    from importlib.resources import files
-
     from polyglot_sae.bench.explorer_bench import synthetic_table
-    from polyglot_sae.report.explorer import explorer_data, explorer_files
-    from polyglot_sae.report.pages import CSS_PATH, EXPLORER_JS_PATH
+    from polyglot_sae.report.explorer import explorer_data, write_explorer
 
     table, words = synthetic_table(50)
     evil = '<img src=x onerror="document.title=1">'
     words = words.with_columns(word=pl.when(pl.col("feature_id") == 7).then(pl.lit(evil))
                                .otherwise(pl.col("word")))
-    (tmp_path / "assets").mkdir()
-    for path in (CSS_PATH, EXPLORER_JS_PATH):
-        (tmp_path / path).write_bytes((files("polyglot_sae.report") / path).read_bytes())
-    data = explorer_data(table, words, ["en", "es"], set())
-    for name, text in explorer_files(data, "t", "<b>name</b>", 0).items():
-        (tmp_path / name).write_text(text, encoding="utf-8")
+    write_explorer(explorer_data(table, words, ["en", "es"], set()), tmp_path, "t",
+                   "<b>name</b>")
     count, rows = _view(tmp_path, "q=onerror")
     assert count == 1 and int(rows[0].attrs["data-id"]) == 7
     dom = dump_dom(file_url(tmp_path / "explorer.html", "q=onerror"))

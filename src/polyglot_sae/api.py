@@ -29,7 +29,7 @@ import polars as pl
 from .errors import InputError
 from .report.page_data import (FeatureData, FeaturePagesConfig, FeaturePagesInput,
                                collect_feature_data)
-from .report.page_entries import causal_entries, logit_lens_entries, mcs_entries, word_entries
+from .report.page_entries import page_extras
 from .report.pages import render_feature_page
 from .report.table import METHODS, STAGE_FILES, feature_table, methods_of, stage_file
 
@@ -51,8 +51,8 @@ class Run:
 
     @cached_property
     def config(self) -> dict[str, Any]:
-        """The run's validated config (``config.json``, written with the summary); empty for a
-        run from before it was written."""
+        """The run's validated config (``config.json``, written by the run_config rule); empty
+        for a run from before it was written."""
         file = self.path / "config.json"
         return json.loads(file.read_text()) if file.exists() else {}
 
@@ -84,7 +84,13 @@ class Run:
         """One row per feature with every stage's per-feature columns
         (``polyglot_sae.report.table``)."""
         self._check(sae)
-        return feature_table(self.path, sae)
+        if sae not in self._tables:  # read once: feature() and the pages look rows up in it
+            self._tables[sae] = feature_table(self.path, sae)
+        return self._tables[sae]
+
+    @cached_property
+    def _tables(self) -> dict[str, pl.DataFrame]:
+        return {}
 
     def feature(self, sae: str, feature_id: int) -> Feature:
         self._check(sae)
@@ -110,7 +116,7 @@ class Run:
         if len(found) != 1:
             raise InputError(self.path / "config.json", "corpus.name", "no config.json and "
                              f"{len(found)} corpus folders beside the run",
-                             "rerun the summary rule, which writes config.json")
+                             "run the run_config rule, which writes config.json")
         return found[0]
 
 
@@ -150,36 +156,33 @@ class Feature:
 
     def _repr_html_(self) -> str:
         """The feature page's card (the pages' own template), its stylesheet inlined."""
-        inputs, config = self._inputs(), FeaturePagesConfig(top_n=0, features=(self.feature_id,))
-        page = render_feature_page(self._data(config.n_examples), inputs, config)
+        config = FeaturePagesConfig(top_n=0, features=(self.feature_id,))
+        page = render_feature_page(self._data(config.n_examples), self._inputs, config)
         css = (files("polyglot_sae.report") / "assets" / "pages.css").read_text()
         body = page[page.find("<body>") + len("<body>"):page.rfind("</body>")]
         return f"<div class=\"polyglot-sae\"><style>{css}</style>{body}</div>"
 
     def _data(self, n_examples: int) -> FeatureData:
         config = FeaturePagesConfig(top_n=0, features=(self.feature_id,), n_examples=n_examples)
-        (data,) = collect_feature_data(self._inputs(), config)
+        (data,) = collect_feature_data(self._inputs, config)
         return data
 
+    @cached_property
     def _inputs(self) -> FeaturePagesInput:
+        """What the feature pages are built from, with the same optional sections."""
         run, sae = self.run, self.sae
         method = "paired" if "paired" in run.methods(sae) else run.methods(sae)[0]
+        scores = run.path / "scores" / f"{sae}.{method}.parquet"
         shards = sorted((run.path / "acts" / sae).glob("*.parquet"))
-        extras: dict[str, Any] = {}
-        file = {s: stage_file(run.path, sae, s) for s in STAGE_FILES}
-        if file["causal"] is not None:
-            extras["causal"] = causal_entries(file["causal"], run.langs)
-        if file["logit_lens"] is not None:
-            extras["logit_lens"] = logit_lens_entries(file["logit_lens"])
-        if file["mcs"] is not None:
-            extras["mcs"] = mcs_entries(file["mcs"])
-        examples = run.path / "paired" / f"{sae}.word_examples.parquet"
         corpus = run.corpus_dir()
+        sections = {s: stage_file(run.path, sae, s) for s in ("causal", "logit_lens", "mcs")}
+        sections = {s: f for s, f in sections.items() if f is not None}
+        examples = run.path / "paired" / f"{sae}.word_examples.parquet"
         if method == "paired" and examples.exists():
-            extras["words"] = word_entries(run.path / "scores" / f"{sae}.paired.parquet",
-                                           examples, corpus / "split" / "score.parquet")
+            sections |= {"word_examples": examples, "texts": corpus / "split" / "score.parquet"}
         refs = corpus / "refs.parquet"
+        refs = refs if refs.exists() else None
         return FeaturePagesInput.from_files(
-            run.path / "scores" / f"{sae}.{method}.parquet", shards,
-            [run.path / "tokens" / sae / s.name for s in shards], run.langs,
-            refs=refs if refs.exists() else None, name=f"{run.path.name}/{sae}", **extras)
+            scores, shards, [run.path / "tokens" / sae / s.name for s in shards], run.langs,
+            refs=refs, name=f"{run.path.name}/{sae}",
+            **page_extras(sections, scores, run.langs, refs))

@@ -4,8 +4,10 @@ import json
 import sys
 from pathlib import Path
 
+from polyglot_sae.align.stage import language_pairs
 from polyglot_sae.errors import InputError
 from polyglot_sae.layers.profile import check_one_per_hook
+from polyglot_sae.paired.classes import WORD_THRESHOLDS
 
 RUN = config["run"]
 CORPUS = config["corpus"]["name"]

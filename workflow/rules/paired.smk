@@ -166,7 +166,7 @@ rule paired_size_ablation:
                 "classes": {
                     k: v
                     for k, v in config["paired"]["classes"].items()
-                    if k not in WORD_CLASS_KEYS
+                    if k not in WORD_THRESHOLDS
                 },
             },
             **{

@@ -15,15 +15,12 @@ import argparse
 import re
 import sys
 import tempfile
-from importlib.resources import files
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from ..report.browser import dump_dom, file_url
-from ..report.explorer import explorer_data, explorer_files
-from ..report.pages import CSS_PATH, EXPLORER_JS_PATH
+from ..report.explorer import explorer_data, write_explorer
 
 CLASSES = ("concept", "context", "shared_string", "length", "weak", "low_support",
            "lang_specific:en", "lang_specific:es")
@@ -57,14 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     table, words = synthetic_table(args.features)
     data = explorer_data(table, words, ["en", "es"], set())
     with tempfile.TemporaryDirectory(prefix="explorer-bench-") as tmp:
-        out = Path(tmp)
-        (out / "assets").mkdir()
-        for path in (CSS_PATH, EXPLORER_JS_PATH):
-            (out / path).write_bytes((files("polyglot_sae.report") / path).read_bytes())
-        for name, text in explorer_files(data, "bench", "synthetic", 0).items():
-            (out / name).write_text(text, encoding="utf-8")
-        size = (out / "explorer.data.js").stat().st_size
-        dom = dump_dom(file_url(out / "explorer.html"))
+        page = write_explorer(data, tmp, "bench", "synthetic")
+        size = (page.parent / "explorer.data.js").stat().st_size
+        dom = dump_dom(file_url(page))
     ms = re.search(r'data-render-ms="(\d+)"', dom)
     errors = re.search(r'data-errors="([^"]*)"', dom)
     status = re.search(r'id="status"[^>]*>([^<]*)<', dom)

@@ -23,7 +23,8 @@ from itertools import combinations
 
 import polars as pl
 
-from .check import CheckConfig, precision_at_k, precision_table, top_words_from_tokens
+from .check import PRECISION_SCHEMA, CheckConfig, precision_at_k, precision_table
+from .check import top_words_from_tokens
 from .check import translated_features
 from .check import translated_map
 from .freedict import LexiconConfig, LexiconMissing, load_lexicon
@@ -65,7 +66,7 @@ def _class_rows(paired: pl.DataFrame, translated: Mapping[int, bool],
         ids = paired.filter(pl.col("class") == name)["feature_id"].to_list()
         rows.append(precision_at_k(ids, translated, (len(ids),), method=f"class:{name}",
                                    base_features=base))
-    return pl.concat(rows) if rows else pl.DataFrame(schema=precision_table({}, {}).schema)
+    return pl.concat(rows) if rows else pl.DataFrame(schema=PRECISION_SCHEMA)
 
 
 def lexicon_check(scores: Mapping[str, pl.DataFrame], maxacts: pl.DataFrame | pl.LazyFrame,

@@ -44,6 +44,8 @@ from ..errors import InputError
 
 ELIGIBLE = ("concept", "context", "shared_string", "length", "weak")
 WORD_COLUMNS = ("n_cofire_word", "r_word", "r_word_lo", "align_lift", "lex_word")
+# The thresholds only the word level reads (the verse-level size sweep leaves them out).
+WORD_THRESHOLDS = ("min_cofire_word", "concept_r_word_lo", "concept_lift", "lex_word")
 
 
 @dataclass(frozen=True)

@@ -329,7 +329,7 @@ def bootstrap(start, slot, value, k, pa, pb, weights, total, para, of_lang, in_p
             out[2, f] = _order_stat(kept, (1.0 + level) / 2, True)
 
 
-def _pearson(n: float | np.ndarray, sa: np.ndarray, qa: np.ndarray, sb: np.ndarray,
+def pearson(n: float | np.ndarray, sa: np.ndarray, qa: np.ndarray, sb: np.ndarray,
              qb: np.ndarray, x: np.ndarray) -> Float64[np.ndarray, " d"]:
     """Pearson's r from sums over n pairs (zeros included); NaN where a side has no variance."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -360,7 +360,7 @@ def _partial(s: Sums, a: int, b: int, p: int, n: int,
     return np.where(bad, np.nan, np.clip(r, -1.0, 1.0))
 
 
-def _min_over(columns: list[np.ndarray]) -> np.ndarray:
+def min_over(columns: list[np.ndarray]) -> np.ndarray:
     """Minimum over language pairs; NaN when any pair's value is (the feature is undefined)."""
     stack = np.stack(columns)
     return np.where(np.isnan(stack).any(axis=0), np.nan, stack.min(axis=0))
@@ -373,9 +373,9 @@ def assemble(s: Sums, bounds: Float64[np.ndarray, "3 d"], *, langs: list[str], n
     d, k = s.count.shape
     pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
     nan = np.full(d, np.nan)
-    rho = _min_over([_pearson(n_pairs, s.s1[:, a], s.s2[:, a], s.s1[:, b], s.s2[:, b],
+    rho = min_over([pearson(n_pairs, s.s1[:, a], s.s2[:, a], s.s1[:, b], s.s2[:, b],
                               s.cross[:, p]) for p, (a, b) in enumerate(pairs)])
-    rho_len = (_min_over([_partial(s, a, b, p, n_pairs, lens) for p, (a, b) in enumerate(pairs)])
+    rho_len = (min_over([_partial(s, a, b, p, n_pairs, lens) for p, (a, b) in enumerate(pairs)])
                if lens.shape[1] else nan)
     lex = rho_nonlex = nan
     if use_lex:
@@ -384,13 +384,13 @@ def assemble(s: Sums, bounds: Float64[np.ndarray, "3 d"], *, langs: list[str], n
                                        np.nan) for p in range(len(pairs))])
         lex = np.where(np.isnan(share).all(axis=0), np.nan, np.nanmax(
             np.where(np.isnan(share), -np.inf, share), axis=0))
-        rho_nonlex = _min_over([_pearson(
+        rho_nonlex = min_over([pearson(
             n_pairs - s.lex[:, p, 0], s.s1[:, a] - s.lex[:, p, 1], s.s2[:, a] - s.lex[:, p, 2],
             s.s1[:, b] - s.lex[:, p, 3], s.s2[:, b] - s.lex[:, p, 4],
             s.cross[:, p] - s.lex[:, p, 5]) for p, (a, b) in enumerate(pairs)])
     rho_para = ratio = nan
     if use_para:
-        rho_para = _pearson(n_para, *s.psum.T)
+        rho_para = pearson(n_para, *s.psum.T)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(rho_para != 0, rho / rho_para, np.nan)
 

@@ -43,6 +43,7 @@ from jaxtyping import Float64, UInt8
 
 from ..align.segment import fold_word
 from ..errors import InputError
+from .kernels import min_over, pearson
 from .stats import bootstrap_weights
 
 _SUMS = ("sx", "sy", "sxx", "syy", "sxy")
@@ -84,15 +85,18 @@ def word_level_stats(shards: Sequence[tuple[pl.LazyFrame, pl.DataFrame]],
         word_acts = (acts.join(tokmap.lazy(), on=["pair_id", "lang", "token_pos"])
                      .group_by("pair_id", "lang", "word", "feature_id")
                      .agg(pl.col("value").max()).collect())
+        # per (feature, pair) and language, the verse's words on which the feature fires
+        k = {lang: word_acts.filter(pl.col("lang") == lang).group_by("feature_id", "pair_id")
+             .agg(k=pl.len()) for lang in langs}
         for lang in langs:
-            f = word_acts.filter(pl.col("lang") == lang)["feature_id"].to_numpy()
-            fired[lang] += np.bincount(f, minlength=d_sae)[:d_sae]
+            fired[lang] += np.bincount(k[lang]["feature_id"].to_numpy(),
+                                       weights=k[lang]["k"].to_numpy(), minlength=d_sae)
         pair_ids = tokmap["pair_id"].unique()
         for (a, b), state in acc.items():
             part = _covered(links[(a, b)].filter(pl.col("pair_id").is_in(pair_ids.implode())),
                             tokmap, a, b)
             if part.height:
-                _add_shard(state, part, word_acts, n_words, a, b, scored, weights, d_sae,
+                _add_shard(state, part, word_acts, k, n_words, a, b, scored, weights, d_sae,
                            texts, n_examples)
     return _assemble(acc, fired, n_words, langs, d_sae, level), _examples(acc, n_examples)
 
@@ -135,7 +139,7 @@ def _per_pair(rows: pl.DataFrame, **sums: pl.Expr) -> pl.DataFrame:
 
 
 def _add_shard(state: _Accumulator, part: pl.DataFrame, word_acts: pl.DataFrame,
-               n_words: pl.DataFrame, a: str, b: str, scored: np.ndarray,
+               k: Mapping[str, pl.DataFrame], n_words: pl.DataFrame, a: str, b: str, scored: np.ndarray,
                weights: UInt8[np.ndarray, "n_pairs b1"], d_sae: int, texts: pl.DataFrame,
                n_examples: int) -> None:
     part = part.with_row_index("link")
@@ -166,9 +170,12 @@ def _add_shard(state: _Accumulator, part: pl.DataFrame, word_acts: pl.DataFrame,
     state.count["same"] += np.bincount(f_both[same.gather(both["link"]).to_numpy()],
                                        minlength=d_sae)
     for direction, src, trg_lang in (("ab", xs, b), ("ba", ys, a)):
-        _lift(state, direction, src, both, trg_lang, word_acts, n_words, d_sae)
+        _lift(state, direction, src, both, k[trg_lang], n_words, trg_lang, d_sae)
     if n_examples:
-        top = (both.with_columns(xy=x * y).sort("xy", descending=True)
+        # ties (the same word at the start of many verses) broken by pair and link, so the
+        # table is the same from run to run whatever order the joins return
+        top = (both.with_columns(xy=x * y)
+               .sort(["xy", "pair_id", "link"], descending=[True, False, False])
                .group_by("feature_id", maintain_order=True).head(n_examples)
                .join(part.select("link", "word_a", "word_b"), on="link"))
         state.examples.append(top.select(
@@ -179,13 +186,11 @@ def _add_shard(state: _Accumulator, part: pl.DataFrame, word_acts: pl.DataFrame,
 
 
 def _lift(state: _Accumulator, direction: str, src: pl.DataFrame, both: pl.DataFrame,
-          trg_lang: str, word_acts: pl.DataFrame, n_words: pl.DataFrame, d_sae: int) -> None:
+          k: pl.DataFrame, n_words: pl.DataFrame, trg_lang: str, d_sae: int) -> None:
     """align_lift's sums for one direction, from per (feature, pair) counts: c source words
     firing on a link, h of them with the aligned target word firing, k target words firing
     among the verse's m: hits h, and the other target words' share sum((k - hit) / (m - 1))
     over the c firings = (c k - h) / (m - 1)."""
-    k = (word_acts.filter(pl.col("lang") == trg_lang).group_by("feature_id", "pair_id")
-         .agg(k=pl.len()))
     m = n_words.filter(pl.col("lang") == trg_lang).select("pair_id", "m")
     per = (src.group_by("feature_id", "pair_id").agg(c=pl.len())
            .join(both.group_by("feature_id", "pair_id").agg(h=pl.len()),
@@ -213,16 +218,6 @@ def _same_string(part: pl.DataFrame, texts: pl.DataFrame, a: str, b: str) -> np.
     return out
 
 
-def pearson(n: Float64[np.ndarray, "..."], sx: np.ndarray, sy: np.ndarray, sxx: np.ndarray,
-            syy: np.ndarray, sxy: np.ndarray) -> np.ndarray:
-    """Pearson's r from sums (broadcasting); NaN where a side has zero variance."""
-    cov = n * sxy - sx * sy
-    var = (n * sxx - sx * sx) * (n * syy - sy * sy)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = cov / np.sqrt(var)
-    return np.where(var > 0, np.clip(r, -1.0, 1.0), np.nan)
-
-
 def percentile_bound(replicates: Float64[np.ndarray, "d b"], level: float) -> np.ndarray:
     """The floor((B+1)(1 - level))-th smallest replicate per row (NaN counts as 0)."""
     b = replicates.shape[1]
@@ -235,7 +230,7 @@ def _assemble(acc: Mapping[tuple[str, str], _Accumulator], fired: Mapping[str, n
     per = []
     for state in acc.values():
         s, n = state.boot, state.n_boot
-        r_all = pearson(n[None, :], *(s[k] for k in _SUMS))
+        r_all = pearson(n[None, :], s["sx"], s["sxx"], s["sy"], s["syy"], s["sxy"])
         c = state.count
         with np.errstate(invalid="ignore", divide="ignore"):
             lifts = [c[f"hit_{d}"] / c[f"src_{d}"] - c[f"other_{d}"] / c[f"src_{d}"]
@@ -243,13 +238,13 @@ def _assemble(acc: Mapping[tuple[str, str], _Accumulator], fired: Mapping[str, n
             lex = np.where(c["cofire"] > 0, c["same"] / c["cofire"], np.nan)
         per.append({"n_links": np.full(d_sae, n[0]), "n_cofire_word": c["cofire"],
                     "r_word": r_all[:, 0], "r_word_lo": percentile_bound(r_all[:, 1:], level),
-                    "align_lift": _nanmin(lifts),
+                    "align_lift": min_over(lifts),
                     "lex_word": lex})
     out = {"feature_id": np.arange(d_sae, dtype=np.uint32)}
     for name in ("n_links", "n_cofire_word"):
         out[name] = np.min([p[name] for p in per], axis=0).astype(np.int64)
     for name in ("r_word", "r_word_lo", "align_lift"):
-        out[name] = _nanmin([p[name] for p in per])
+        out[name] = min_over([p[name] for p in per])
     out["lex_word"] = np.fmax.reduce([p["lex_word"] for p in per])
     totals = n_words.group_by("lang").agg(pl.col("m").sum())
     total = dict(zip(totals["lang"].to_list(), totals["m"].to_list()))
@@ -262,19 +257,13 @@ def _assemble(acc: Mapping[tuple[str, str], _Accumulator], fired: Mapping[str, n
         .alias("r_word_lo"))
 
 
-def _nanmin(columns: list[np.ndarray]) -> np.ndarray:
-    """Element-wise minimum that is NaN wherever any column is NaN (a statistic missing for one
-    language pair is missing for the feature)."""
-    stack = np.stack(columns)
-    return np.where(np.isnan(stack).any(axis=0), np.nan, stack.min(axis=0))
-
-
 def _examples(acc: Mapping[tuple[str, str], _Accumulator], n_examples: int) -> pl.DataFrame:
     frames = [e for state in acc.values() for e in state.examples]
     if not frames:
         return pl.DataFrame(schema=EXAMPLES_SCHEMA)
-    return (pl.concat(frames).sort(["feature_id", "langs", pl.col("x") * pl.col("y")],
-                                   descending=[False, False, True])
+    return (pl.concat(frames).sort(["feature_id", "langs", pl.col("x") * pl.col("y"),
+                                    "pair_id", "word_a"],
+                                   descending=[False, False, True, False, False])
             .group_by("feature_id", "langs", maintain_order=True).head(n_examples)
             .select(list(EXAMPLES_SCHEMA)))
 
@@ -285,6 +274,6 @@ def check_tables(links: Mapping[tuple[str, str], pl.DataFrame], langs: Sequence[
         table = links.get((a, b))
         need = {"pair_id", "word_a", "word_b", "start_a", "end_a", "start_b", "end_b"}
         if table is None or need - set(table.columns):
-            raise InputError(f"align/{a}-{b}.parquet", "columns",
-                             "missing" if table is None else f"lacks {sorted(need - set(table.columns))}",
+            problem = "missing" if table is None else f"lacks {sorted(need - set(table.columns))}"
+            raise InputError(f"align/{a}-{b}.parquet", "columns", problem,
                              "rebuild it with the align rule")

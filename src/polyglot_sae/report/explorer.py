@@ -19,13 +19,14 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from .page_data import FeaturePagesConfig, FeaturePagesInput
-from .pages import build_feature_pages, render_template
+from .pages import CSS_PATH, EXPLORER_JS_PATH, build_feature_pages, render_template
 from .table import feature_table
 
 # (column, label, tooltip) of the numeric columns offered, when the run has them
@@ -108,14 +109,27 @@ def build_explorer(run_dir: str | Path, sae: str, inputs: FeaturePagesInput, out
 
 
 def explorer_files(data: dict[str, Any], title: str, name: str, n_pages: int) -> dict[str, str]:
-    """``explorer.html`` and ``explorer.data.js`` (the data as one JavaScript assignment: a
-    page opened from file:// may load a script but not fetch a JSON file)."""
+    """``explorer.html``, ``explorer.data.js`` (the data as one JavaScript assignment: a page
+    opened from file:// may load a script but not fetch a JSON file) and its script
+    ``assets/explorer.js``, by path in the folder."""
     html = render_template("explorer.html.j2", page_title=f"{title}: all features", prefix="",
                            script=False, title=title, name=name, n=len(data["id"]),
-                           n_pages=n_pages, langs=data["langs"])
+                           n_pages=n_pages, langs=data["langs"], explorer_js=EXPLORER_JS_PATH)
     js = "window.EXPLORER_DATA = " + json.dumps(data, ensure_ascii=False, separators=(",", ":"),
                                                 allow_nan=False) + ";\n"
-    return {"explorer.html": html, "explorer.data.js": js}
+    script = (files(__package__) / EXPLORER_JS_PATH).read_text(encoding="utf-8")
+    return {"explorer.html": html, "explorer.data.js": js, EXPLORER_JS_PATH: script}
+
+
+def write_explorer(data: dict[str, Any], folder: str | Path, title: str, name: str) -> Path:
+    """The browser alone, without feature pages, into ``folder`` (for synthetic data: the
+    bench and the tests): its files and the shared stylesheet."""
+    folder = Path(folder)
+    (folder / "assets").mkdir(parents=True, exist_ok=True)
+    (folder / CSS_PATH).write_bytes((files(__package__) / CSS_PATH).read_bytes())
+    for path, text in explorer_files(data, title, name, 0).items():
+        (folder / path).write_text(text, encoding="utf-8")
+    return folder / "explorer.html"
 
 
 def _number(value: Any) -> float | int | None:

@@ -49,7 +49,7 @@ from .page_data import (FeatureData, FeaturePagesConfig, FeaturePagesInput, coll
                         is_paired)
 
 CSS_PATH, JS_PATH = "assets/pages.css", "assets/pages.js"
-EXPLORER_JS_PATH = "assets/explorer.js"
+EXPLORER_JS_PATH = "assets/explorer.js"  # only in a folder with the browser (report/explorer)
 # Only the folder's own CSS and JS load. 'self' covers them over http(s) and, in Chromium, from
 # file://; browsers that give file: documents an opaque origin (Firefox) match them only by the
 # file: scheme, which is local by definition. Token shading is a style attribute per token, hence
@@ -104,14 +104,14 @@ def build_feature_pages(inputs: FeaturePagesInput, out_dir: str | Path,
                         config: FeaturePagesConfig = FeaturePagesConfig(), *,
                         extra: Mapping[str, str] | None = None) -> Path:
     """Write the folder (index.html, features/{id}.html, assets/, and the ``extra`` files by
-    name, e.g. the all-features browser) atomically; returns it."""
+    path in it, e.g. the all-features browser's) atomically; returns it."""
     features = collect_feature_data(inputs, config)
     assets = files(__package__) / "assets"
 
     def write(folder: Path) -> None:
         (folder / "features").mkdir()
         (folder / "assets").mkdir()
-        for path in (CSS_PATH, JS_PATH, EXPLORER_JS_PATH):
+        for path in (CSS_PATH, JS_PATH):
             (folder / path).write_bytes((assets / Path(path).name).read_bytes())
         for name, text in (extra or {}).items():
             (folder / name).write_text(text, encoding="utf-8")
