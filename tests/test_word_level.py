@@ -218,6 +218,91 @@ def test_align_lift_and_lex_word(planted):
     assert top.height == 3 and (top["x"] * top["y"]).is_sorted(descending=True)
 
 
+def _tangled(seed: int = 5, n: int = 40, d: int = 4):
+    """Words of one to three tokens, tokens that cover two words, words in two links (the
+    grow-diag heuristics' many-to-many), activations on random tokens."""
+    rng = np.random.default_rng(seed)
+    acts, tokmap, links, texts = [], [], [], []
+    for p in range(n):
+        sizes = {}
+        for lang in ("en", "es"):
+            m = int(rng.integers(3, 7))
+            sizes[lang] = m
+            texts.append((p, lang, " ".join(f"w{i}" for i in range(m))))
+            pos = 1
+            for w in range(m):
+                for _ in range(int(rng.integers(1, 3))):
+                    tokmap.append((p, lang, pos, w))
+                    pos += 1
+                if w + 1 < m and rng.random() < 0.3:  # this token also starts the next word
+                    tokmap.append((p, lang, pos - 1, w + 1))
+            for _ in range(int(rng.integers(2, 3 * pos))):
+                acts.append((p, lang, int(rng.integers(0, pos)), int(rng.integers(0, d)),
+                             float(rng.gamma(2.0))))
+        for i in range(sizes["en"]):
+            for j in rng.choice(sizes["es"], size=int(rng.integers(0, 3)), replace=False):
+                links.append((p, i, int(j), 3 * i, 3 * i + 2, 3 * int(j), 3 * int(j) + 2))
+    acts = pl.DataFrame(acts, orient="row", schema={
+        "pair_id": pl.UInt32, "lang": pl.String, "token_pos": pl.UInt16,
+        "feature_id": pl.UInt32, "value": pl.Float32}).unique(
+        ["pair_id", "lang", "token_pos", "feature_id"], keep="first", maintain_order=True)
+    tokmap = pl.DataFrame(tokmap, orient="row", schema={
+        "pair_id": pl.UInt32, "lang": pl.String, "token_pos": pl.UInt16, "word": pl.UInt16})
+    links = pl.DataFrame(links, orient="row", schema={
+        "pair_id": pl.UInt32, "word_a": pl.UInt16, "word_b": pl.UInt16, "start_a": pl.UInt32,
+        "end_a": pl.UInt32, "start_b": pl.UInt32, "end_b": pl.UInt32})
+    texts = pl.DataFrame(texts, orient="row", schema={"pair_id": pl.UInt32, "lang": pl.String,
+                                                      "text": pl.String})
+    return acts, tokmap, links, texts
+
+
+def test_many_word_tokens_and_many_links_against_a_loop():
+    """r_word, the co-fired count and align_lift against a plain loop over links, with words
+    of several tokens, tokens of two words and words in two links; the same numbers to the
+    bit with the rows shuffled, to rounding with the pairs cut into other shards."""
+    d, n = 4, 40
+    acts, tokmap, links, texts = _tangled(n=n, d=d)
+    word_act = {}
+    for p, lang, pos, f, v in acts.iter_rows():
+        for (w,) in tokmap.filter((pl.col("pair_id") == p) & (pl.col("lang") == lang)
+                                  & (pl.col("token_pos") == pos)).select("word").iter_rows():
+            word_act[(f, p, lang, w)] = max(word_act.get((f, p, lang, w), 0.0), v)
+    words_of = {(p, lang): sorted(set(g["word"].to_list())) for (p, lang), g in
+                tokmap.group_by("pair_id", "lang")}
+
+    def run(shards):
+        return word_level_stats(shards, {("en", "es"): links}, texts, scored=np.arange(n),
+                                d_sae=d, langs=["en", "es"], replicates=20, seed=1)[0]
+
+    cut = pl.col("pair_id") < 17
+    stats = run([(acts.filter(cut).lazy(), tokmap.filter(cut)),
+                 (acts.filter(~cut).lazy(), tokmap.filter(~cut))])
+    for f in range(d):
+        x = np.array([word_act.get((f, p, "en", i), 0.0) for p, i, *_ in links.iter_rows()])
+        y = np.array([word_act.get((f, p, "es", j), 0.0) for p, _, j, *_ in links.iter_rows()])
+        row = stats.row(f, named=True)
+        assert row["r_word"] == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-9)
+        assert row["n_cofire_word"] == int(((x > 0) & (y > 0)).sum())
+        lifts = []
+        for src, trg, t_lang, col in ((x, y, "es", 2), (y, x, "en", 1)):
+            terms = []
+            for (p, *words_), s, t in zip(links.iter_rows(), src, trg):
+                if s > 0:
+                    fire = [word_act.get((f, p, t_lang, w), 0.0) > 0
+                            for w in words_of[(p, t_lang)]]
+                    m = len(fire)
+                    terms.append((t > 0) - ((sum(fire) - (t > 0)) / (m - 1) if m > 1 else 0))
+            lifts.append(np.mean(terms))
+        assert row["align_lift"] == pytest.approx(min(lifts), abs=1e-12)
+    shuffled = acts.sample(fraction=1.0, shuffle=True, seed=2)
+    assert run([(shuffled.filter(cut).lazy(), tokmap.filter(cut)),
+                (shuffled.filter(~cut).lazy(), tokmap.filter(~cut))]).equals(stats)
+    other = run([(shuffled.filter(pl.col("pair_id") % 2 == r).lazy(),
+                  tokmap.filter(pl.col("pair_id") % 2 == r)) for r in (1, 0)])
+    for col in stats.columns:
+        assert other[col].to_numpy() == pytest.approx(stats[col].to_numpy(), abs=1e-12)
+
+
 def test_planted_classes(planted):
     acts, tokmap, links, texts, words_stats, _ = planted
     maxacts = (acts.group_by("pair_id", "lang", "feature_id").agg(pl.col("value").max())

@@ -27,26 +27,29 @@ shared-string share the maximum, as ``paired`` does):
                     folding (``align.fold_word``: names, numbers, cognates spelt alike)
     word_density_L  share of the scored pairs' words in L on which the feature fires
 
-Memory is bounded by one extraction shard: every sum is accumulated shard by shard (the
-bootstrap as a sparse (features x pairs) by dense (pairs x replicates) product per shard).
+Memory is bounded by one extraction shard: every sum is accumulated shard by shard, a
+shard's word activations held feature-major and passed over by the compiled kernels of
+``word_kernels`` (a feature's per-pair sums folded into its bootstrap row pair by pair).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from itertools import combinations
+from typing import NamedTuple
 
+import numba
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
-from jaxtyping import Float64, UInt8
+from jaxtyping import Float64, Int64, UInt8
 
 from ..align.segment import fold_word
 from ..errors import InputError
+from . import word_kernels
 from .kernels import min_over, pearson
 from .stats import bootstrap_weights
+from .word_kernels import COUNTS, SUMS
 
-_SUMS = ("sx", "sy", "sxx", "syy", "sxy")
 EXAMPLES_SCHEMA = {"feature_id": pl.UInt32, "langs": pl.String, "pair_id": pl.UInt32,
                    "word_a": pl.UInt16, "word_b": pl.UInt16, "x": pl.Float32, "y": pl.Float32}
 
@@ -54,13 +57,27 @@ EXAMPLES_SCHEMA = {"feature_id": pl.UInt32, "langs": pl.String, "pair_id": pl.UI
 class _Accumulator:
     """One language pair's running sums over shards."""
 
-    def __init__(self, d_sae: int, replicates: int) -> None:
-        self.boot = {k: np.zeros((d_sae, replicates + 1)) for k in _SUMS}
+    def __init__(self, d_sae: int, replicates: int, n_examples: int) -> None:
+        self.boot = np.zeros((d_sae, len(SUMS), replicates + 1))
         self.n_boot = np.zeros(replicates + 1)
-        self.count = {k: np.zeros(d_sae) for k in
-                      ("cofire", "same", "src_ab", "hit_ab", "other_ab", "src_ba", "hit_ba",
-                       "other_ba")}
-        self.examples: list[pl.DataFrame] = []
+        self.counts = np.zeros((d_sae, len(COUNTS)))
+        self.ex_xy = np.full((d_sae, n_examples), -np.inf)
+        self.ex_x, self.ex_y = np.zeros((2, d_sae, n_examples))
+        self.ex_pair, self.ex_wa, self.ex_wb = np.full((3, d_sae, n_examples), -1, np.int64)
+
+
+class _Shard(NamedTuple):
+    """One shard's word activations, feature-major (``word_kernels``), and its word slots."""
+
+    pairs: Int64[np.ndarray, " p"]  # the shard's pair ids, sorted
+    ptr: Int64[np.ndarray, " d1"]  # CSR over features of the rows below
+    slot: Int64[np.ndarray, " r"]
+    value: Float64[np.ndarray, " r"]
+    base: Int64[np.ndarray, "p k"]  # the first slot of each (pair, language)
+    words: Int64[np.ndarray, "p k"]  # m: the words the tokens cover
+    slot_pair: Int64[np.ndarray, " s"]
+    slot_lang: Int64[np.ndarray, " s"]
+    slot_word: Int64[np.ndarray, " s"]
 
 
 def word_level_stats(shards: Sequence[tuple[pl.LazyFrame, pl.DataFrame]],
@@ -78,33 +95,71 @@ def word_level_stats(shards: Sequence[tuple[pl.LazyFrame, pl.DataFrame]],
     langs = list(langs)
     scored = np.sort(np.asarray(scored, dtype=np.int64))
     weights = bootstrap_weights(scored.size, replicates, seed)
-    n_words = _word_counts(shards)
-    acc = {pair: _Accumulator(d_sae, replicates) for pair in combinations(langs, 2)}
-    fired = {lang: np.zeros(d_sae) for lang in langs}
+    acc = {pair: _Accumulator(d_sae, replicates, n_examples) for pair in combinations(langs, 2)}
+    fired = np.zeros((len(langs), d_sae))
+    words = np.zeros(len(langs))
     for acts, tokmap in shards:
-        word_acts = (acts.join(tokmap.lazy(), on=["pair_id", "lang", "token_pos"])
-                     .group_by("pair_id", "lang", "word", "feature_id")
-                     .agg(pl.col("value").max()).collect())
-        # per (feature, pair) and language, the verse's words on which the feature fires
-        k = {lang: word_acts.filter(pl.col("lang") == lang).group_by("feature_id", "pair_id")
-             .agg(k=pl.len()) for lang in langs}
-        for lang in langs:
-            fired[lang] += np.bincount(k[lang]["feature_id"].to_numpy(),
-                                       weights=k[lang]["k"].to_numpy(), minlength=d_sae)
-        pair_ids = tokmap["pair_id"].unique()
+        shard = _shard_words(acts, tokmap, langs, d_sae)
+        row_feature = np.repeat(np.arange(d_sae), np.diff(shard.ptr))
+        row_lang = shard.slot_lang[shard.slot]
+        for i in range(len(langs)):
+            fired[i] += np.bincount(row_feature[row_lang == i], minlength=d_sae)
+        words += shard.words.sum(axis=0)
         for (a, b), state in acc.items():
-            part = _covered(links[(a, b)].filter(pl.col("pair_id").is_in(pair_ids.implode())),
-                            tokmap, a, b)
+            part = links[(a, b)].filter(pl.col("pair_id").is_in(shard.pairs)
+                                        & pl.col("pair_id").is_in(scored))
+            part = _covered(part, tokmap, a, b)
             if part.height:
-                _add_shard(state, part, word_acts, k, n_words, a, b, scored, weights, d_sae,
-                           texts, n_examples)
-    return _assemble(acc, fired, n_words, langs, d_sae, level), _examples(acc, n_examples)
+                _add_shard(state, shard, part, langs.index(a), langs.index(b), scored,
+                           weights, texts.filter(pl.col("lang").is_in([a, b])), a, b)
+    return (_assemble(acc, fired, words, langs, d_sae, level),
+            _examples(acc, n_examples))
 
 
-def _word_counts(shards: Sequence[tuple[pl.LazyFrame, pl.DataFrame]]) -> pl.DataFrame:
-    """``pair_id, lang, m``: the words of each scored sentence that the tokens cover."""
-    return pl.concat([t.group_by("pair_id", "lang").agg(m=pl.col("word").n_unique())
-                      for _, t in shards])
+def _shard_words(acts: pl.LazyFrame, tokmap: pl.DataFrame, langs: list[str],
+                 d_sae: int) -> _Shard:
+    code = {lang: i for i, lang in enumerate(langs)}
+    k = len(langs)
+    tm = tokmap.filter(pl.col("lang").is_in(langs))
+    pairs = np.unique(tm["pair_id"].to_numpy()).astype(np.int64)
+    group = (np.searchsorted(pairs, tm["pair_id"].to_numpy()) * k
+             + tm["lang"].replace_strict(code, return_dtype=pl.Int64).to_numpy())
+    word = tm["word"].to_numpy().astype(np.int64)
+    token = tm["token_pos"].to_numpy().astype(np.int64)
+    n_groups = pairs.size * k
+    width = np.zeros(n_groups, np.int64)
+    np.maximum.at(width, group, word + 1)
+    base = np.zeros(n_groups, np.int64)
+    np.cumsum(width[:-1], out=base[1:])
+    slot_group = np.repeat(np.arange(n_groups), width)
+    slot_word = np.arange(slot_group.size) - base[slot_group]
+    # a token may cover several words: the token's rows go to each (a CSR over tokens)
+    span = int(token.max()) + 1 if token.size else 1
+    key = group * span + token
+    order = np.argsort(key, kind="stable")
+    tok_slots = (base[group] + word)[order]
+    tok_start = np.searchsorted(key[order], np.arange(n_groups * span + 1))
+    seen = np.unique(group * (int(word.max()) + 1 if word.size else 1) + word)
+    words = np.bincount(seen // (int(word.max()) + 1 if word.size else 1), minlength=n_groups)
+
+    rows = acts.select(
+        "pair_id", pl.col("lang").cast(pl.String).replace_strict(
+            code, default=-1, return_dtype=pl.Int64).alias("li"),
+        "token_pos", "feature_id", "value").collect()
+    pair = rows["pair_id"].to_numpy().astype(np.int64)
+    at = np.minimum(np.searchsorted(pairs, pair), max(pairs.size - 1, 0))
+    lang, tok = rows["li"].to_numpy(), rows["token_pos"].to_numpy().astype(np.int64)
+    ok = (pairs.size > 0) & (pairs[at] == pair) & (lang >= 0) & (tok < span)
+    rkey = np.where(ok, (at * k + lang) * span + np.minimum(tok, span - 1), 0)
+    n_of = np.where(ok, tok_start[rkey + 1] - tok_start[rkey], 0)
+    src = np.repeat(np.arange(pair.size), n_of)
+    first = np.repeat(tok_start[rkey] - np.cumsum(n_of) + n_of, n_of)
+    slot = tok_slots[first + np.arange(src.size)] if src.size else np.zeros(0, np.int64)
+    ptr, slot, value = word_kernels.group_words(
+        rows["feature_id"].to_numpy()[src].astype(np.int64), slot,
+        rows["value"].to_numpy()[src].astype(np.float32), d_sae)
+    return _Shard(pairs, ptr, slot, value, base.reshape(-1, k), words.reshape(-1, k),
+                  slot_group // k, slot_group % k, slot_word)
 
 
 def _covered(part: pl.DataFrame, tokmap: pl.DataFrame, a: str, b: str) -> pl.DataFrame:
@@ -117,105 +172,45 @@ def _covered(part: pl.DataFrame, tokmap: pl.DataFrame, a: str, b: str) -> pl.Dat
     return part
 
 
-def _sides(part: pl.DataFrame, word_acts: pl.DataFrame, a: str, b: str
-           ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(X, Y, XY): per link and feature, the source word's activation where it fires
-    (``link, pair_id, feature_id, x``), the target word's (``y``), and both where both fire.
-    No row for a link where a side is silent: the sums need only these (zeros add nothing)."""
-    side = []
-    for lang, col, name in ((a, "word_a", "x"), (b, "word_b", "y")):
-        acts = word_acts.filter(pl.col("lang") == lang).select(
-            "pair_id", pl.col("word").alias(col), "feature_id",
-            pl.col("value").cast(pl.Float64).alias(name))
-        side.append(part.select("link", "pair_id", col).join(acts, on=["pair_id", col])
-                    .drop(col))
-    both = side[0].join(side[1].drop("pair_id"), on=["link", "feature_id"])
-    return side[0], side[1], both
-
-
-def _per_pair(rows: pl.DataFrame, **sums: pl.Expr) -> pl.DataFrame:
-    """Sums per (feature, pair), sorted so that features are CSR rows."""
-    return rows.group_by("feature_id", "pair_id").agg(**sums).sort("feature_id", "pair_id")
-
-
-def _add_shard(state: _Accumulator, part: pl.DataFrame, word_acts: pl.DataFrame,
-               k: Mapping[str, pl.DataFrame], n_words: pl.DataFrame, a: str, b: str, scored: np.ndarray,
-               weights: UInt8[np.ndarray, "n_pairs b1"], d_sae: int, texts: pl.DataFrame,
-               n_examples: int) -> None:
-    part = part.with_row_index("link")
-    xs, ys, both = _sides(part, word_acts, a, b)
-    local = np.unique(np.searchsorted(scored, part["pair_id"].unique().to_numpy()))
-    w = weights[local].astype(np.float64)
-    links_per = part.group_by("pair_id").len().sort("pair_id")
-    link_slots = np.searchsorted(scored, links_per["pair_id"].to_numpy())
-    state.n_boot += links_per["len"].to_numpy().astype(np.float64) @ weights[link_slots]
-
-    # the bootstrap: per (feature, pair) sums as sparse (features x the shard's pairs)
-    # matrices times the pairs' weights
-    x, y = pl.col("x"), pl.col("y")
-    for table, sums in ((xs, {"sx": x.sum(), "sxx": (x * x).sum()}),
-                        (ys, {"sy": y.sum(), "syy": (y * y).sum()}),
-                        (both, {"sxy": (x * y).sum()})):
-        per = _per_pair(table, **sums)
-        col = np.searchsorted(local, np.searchsorted(scored, per["pair_id"].to_numpy()))
-        indptr = np.zeros(d_sae + 1, dtype=np.int64)
-        np.cumsum(np.bincount(per["feature_id"].to_numpy(), minlength=d_sae), out=indptr[1:])
-        for name in sums:
-            m = sp.csr_matrix((per[name].to_numpy(), col, indptr), shape=(d_sae, local.size))
-            state.boot[name] += m @ w
-
-    same = pl.Series("same", _same_string(part, texts, a, b))
-    f_both = both["feature_id"].to_numpy().astype(np.int64)
-    state.count["cofire"] += np.bincount(f_both, minlength=d_sae)
-    state.count["same"] += np.bincount(f_both[same.gather(both["link"]).to_numpy()],
-                                       minlength=d_sae)
-    for direction, src, trg_lang in (("ab", xs, b), ("ba", ys, a)):
-        _lift(state, direction, src, both, k[trg_lang], n_words, trg_lang, d_sae)
-    if n_examples:
-        # ties (the same word at the start of many verses) broken by pair and link, so the
-        # table is the same from run to run whatever order the joins return
-        top = (both.with_columns(xy=x * y)
-               .sort(["xy", "pair_id", "link"], descending=[True, False, False])
-               .group_by("feature_id", maintain_order=True).head(n_examples)
-               .join(part.select("link", "word_a", "word_b"), on="link"))
-        state.examples.append(top.select(
-            pl.col("feature_id").cast(pl.UInt32), pl.lit(f"{a}-{b}").alias("langs"),
-            pl.col("pair_id").cast(pl.UInt32), pl.col("word_a").cast(pl.UInt16),
-            pl.col("word_b").cast(pl.UInt16), pl.col("x").cast(pl.Float32),
-            pl.col("y").cast(pl.Float32)))
-
-
-def _lift(state: _Accumulator, direction: str, src: pl.DataFrame, both: pl.DataFrame,
-          k: pl.DataFrame, n_words: pl.DataFrame, trg_lang: str, d_sae: int) -> None:
-    """align_lift's sums for one direction, from per (feature, pair) counts: c source words
-    firing on a link, h of them with the aligned target word firing, k target words firing
-    among the verse's m: hits h, and the other target words' share sum((k - hit) / (m - 1))
-    over the c firings = (c k - h) / (m - 1)."""
-    m = n_words.filter(pl.col("lang") == trg_lang).select("pair_id", "m")
-    per = (src.group_by("feature_id", "pair_id").agg(c=pl.len())
-           .join(both.group_by("feature_id", "pair_id").agg(h=pl.len()),
-                 on=["feature_id", "pair_id"], how="left")
-           .join(k, on=["feature_id", "pair_id"], how="left")
-           .join(m, on="pair_id", how="left")
-           .with_columns(pl.col("h", "k").fill_null(0), pl.col("m").fill_null(1)))
-    c, h, kk, mm = (per[name].to_numpy().astype(np.float64) for name in ("c", "h", "k", "m"))
-    other = np.where(mm > 1, (c * kk - h) / np.maximum(mm - 1, 1), 0.0)
-    f = per["feature_id"].to_numpy().astype(np.int64)
-    state.count[f"src_{direction}"] += np.bincount(f, weights=c, minlength=d_sae)
-    state.count[f"hit_{direction}"] += np.bincount(f, weights=h, minlength=d_sae)
-    state.count[f"other_{direction}"] += np.bincount(f, weights=other, minlength=d_sae)
+def _add_shard(state: _Accumulator, shard: _Shard, part: pl.DataFrame, ia: int, ib: int,
+               scored: np.ndarray, weights: UInt8[np.ndarray, "n_pairs b1"],
+               texts: pl.DataFrame, a: str, b: str) -> None:
+    pair = part["pair_id"].to_numpy().astype(np.int64)
+    p = np.searchsorted(shard.pairs, pair)
+    word_a = part["word_a"].to_numpy().astype(np.int64)
+    word_b = part["word_b"].to_numpy().astype(np.int64)
+    slot_a, slot_b = shard.base[p, ia] + word_a, shard.base[p, ib] + word_b
+    n_slots = shard.slot_pair.size
+    a_ptr = np.zeros(n_slots + 1, np.int64)
+    np.cumsum(np.bincount(slot_a, minlength=n_slots), out=a_ptr[1:])
+    pair_wrow = np.full(shard.pairs.size, -1, np.int64)
+    pair_wrow[p] = np.searchsorted(scored, pair)
+    rows, per_row = np.unique(pair_wrow[p], return_counts=True)
+    state.n_boot += per_row.astype(np.float64) @ weights[rows]
+    word_kernels.link_sums(
+        shard.ptr, shard.slot, shard.value, shard.slot_pair, shard.slot_lang, shard.slot_word,
+        ia, ib, a_ptr, np.argsort(slot_a, kind="stable"),
+        np.bincount(slot_b, minlength=n_slots).astype(np.float64), word_a, word_b,
+        _same_string(part, texts, a, b).astype(np.float64), shard.pairs, pair_wrow,
+        shard.words[:, ia], shard.words[:, ib], weights, int(shard.slot_word.max()) + 1,
+        min(shard.ptr.size - 1, 8 * numba.get_num_threads()),
+        state.boot, state.counts, state.ex_xy, state.ex_x, state.ex_y, state.ex_pair,
+        state.ex_wa, state.ex_wb)
 
 
 def _same_string(part: pl.DataFrame, texts: pl.DataFrame, a: str, b: str) -> np.ndarray:
-    """Per link: are its two words the same string after folding?"""
-    text = {(int(p), str(lang)): t for p, lang, t in
-            texts.filter(pl.col("pair_id").is_in(part["pair_id"].unique().implode()))
-            .select("pair_id", "lang", "text").iter_rows()}
-    out = np.zeros(part.height, dtype=bool)
-    for i, (p, sa, ea, sb, eb) in enumerate(part.select(
-            "pair_id", "start_a", "end_a", "start_b", "end_b").iter_rows()):
-        out[i] = fold_word(text[(p, a)][sa:ea]) == fold_word(text[(p, b)][sb:eb])
-    return out
+    """Per link: are its two words the same string after folding (each distinct word folded
+    once)?"""
+    sides = []
+    for lang, start, end in ((a, "start_a", "end_a"), (b, "start_b", "end_b")):
+        text = texts.filter(pl.col("lang") == lang).select("pair_id", "text")
+        sides.append(part.select("pair_id", start, end)
+                     .join(text, on="pair_id", how="left", maintain_order="left")
+                     .select(pl.col("text").str.slice(pl.col(start), pl.col(end) - pl.col(start)))
+                     .to_series())
+    distinct = pl.concat(sides).unique().to_list()
+    folded = dict(zip(distinct, map(fold_word, distinct)))
+    return (sides[0].replace_strict(folded) == sides[1].replace_strict(folded)).to_numpy()
 
 
 def percentile_bound(replicates: Float64[np.ndarray, "d b"], level: float) -> np.ndarray:
@@ -225,13 +220,14 @@ def percentile_bound(replicates: Float64[np.ndarray, "d b"], level: float) -> np
     return np.sort(np.nan_to_num(replicates, nan=0.0), axis=1)[:, q - 1]
 
 
-def _assemble(acc: Mapping[tuple[str, str], _Accumulator], fired: Mapping[str, np.ndarray],
-              n_words: pl.DataFrame, langs: list[str], d_sae: int, level: float) -> pl.DataFrame:
+def _assemble(acc: Mapping[tuple[str, str], _Accumulator], fired: Float64[np.ndarray, "k d"],
+              words: Float64[np.ndarray, " k"], langs: list[str], d_sae: int,
+              level: float) -> pl.DataFrame:
     per = []
     for state in acc.values():
-        s, n = state.boot, state.n_boot
+        s, n = {name: state.boot[:, i] for i, name in enumerate(SUMS)}, state.n_boot
         r_all = pearson(n[None, :], s["sx"], s["sxx"], s["sy"], s["syy"], s["sxy"])
-        c = state.count
+        c = dict(zip(COUNTS, state.counts.T))
         with np.errstate(invalid="ignore", divide="ignore"):
             lifts = [c[f"hit_{d}"] / c[f"src_{d}"] - c[f"other_{d}"] / c[f"src_{d}"]
                      for d in ("ab", "ba")]
@@ -246,10 +242,8 @@ def _assemble(acc: Mapping[tuple[str, str], _Accumulator], fired: Mapping[str, n
     for name in ("r_word", "r_word_lo", "align_lift"):
         out[name] = min_over([p[name] for p in per])
     out["lex_word"] = np.fmax.reduce([p["lex_word"] for p in per])
-    totals = n_words.group_by("lang").agg(pl.col("m").sum())
-    total = dict(zip(totals["lang"].to_list(), totals["m"].to_list()))
-    for lang in langs:
-        out[f"word_density_{lang}"] = fired[lang] / max(total.get(lang, 0), 1)
+    for i, lang in enumerate(langs):
+        out[f"word_density_{lang}"] = fired[i] / max(words[i], 1)
     frame = pl.DataFrame(out)
     nullable = ["r_word", "r_word_lo", "align_lift", "lex_word"]
     return frame.with_columns(pl.col(c).fill_nan(None) for c in nullable).with_columns(
@@ -258,14 +252,19 @@ def _assemble(acc: Mapping[tuple[str, str], _Accumulator], fired: Mapping[str, n
 
 
 def _examples(acc: Mapping[tuple[str, str], _Accumulator], n_examples: int) -> pl.DataFrame:
-    frames = [e for state in acc.values() for e in state.examples]
-    if not frames:
+    frames = []
+    for (a, b), state in acc.items():
+        feature, rank = np.nonzero(np.isfinite(state.ex_xy))
+        frames.append(pl.DataFrame({
+            "feature_id": feature.astype(np.uint32), "langs": f"{a}-{b}",
+            "pair_id": state.ex_pair[feature, rank].astype(np.uint32),
+            "word_a": state.ex_wa[feature, rank].astype(np.uint16),
+            "word_b": state.ex_wb[feature, rank].astype(np.uint16),
+            "x": state.ex_x[feature, rank].astype(np.float32),
+            "y": state.ex_y[feature, rank].astype(np.float32)}, schema=EXAMPLES_SCHEMA))
+    if not frames or not n_examples:
         return pl.DataFrame(schema=EXAMPLES_SCHEMA)
-    return (pl.concat(frames).sort(["feature_id", "langs", pl.col("x") * pl.col("y"),
-                                    "pair_id", "word_a"],
-                                   descending=[False, False, True, False, False])
-            .group_by("feature_id", "langs", maintain_order=True).head(n_examples)
-            .select(list(EXAMPLES_SCHEMA)))
+    return pl.concat(frames).sort("feature_id", "langs", maintain_order=True)
 
 
 def check_tables(links: Mapping[tuple[str, str], pl.DataFrame], langs: Sequence[str]) -> None:
