@@ -13,7 +13,8 @@ import torch
 
 from conftest import make_jumprelu, tiny_gemma
 from polyglot_sae.causal.config import CausalConfig
-from polyglot_sae.causal.engine import Ablation, Resumer, ablate, sentence_deltas, steering_deltas
+from polyglot_sae.causal.engine import (Ablation, Resumer, ablate, sentence_effects,
+                                         steering_deltas)
 from polyglot_sae.causal.select import control_features, feature_words, features_under_test
 from polyglot_sae.causal.verdict import control_bar, effect_interval, headline, verdict
 from polyglot_sae.errors import InputError
@@ -34,9 +35,10 @@ def _losses_by_hand(logits, tokens):
     return -logp[:-1].gather(1, tokens[1:, None])[:, 0]
 
 
-def _reference_delta(model, sae, hook, tokens, feature, start, end):
-    """Mean loss increase over positions [start, end) with f_i(x) W_dec[i] removed at every
-    position but BOS, in a hook on the full model (run_with_hooks)."""
+def _reference(model, sae, hook, tokens, feature, start, end):
+    """(mean loss increase, mean KL(clean || ablated)) over positions [start, end) with
+    f_i(x) W_dec[i] removed at every position but BOS, in a hook on the full model
+    (run_with_hooks), from the full log-softmax in float64."""
 
     def remove(act, hook):  # noqa: ARG001
         f = _encode_by_hand(sae, act[0])[:, feature]
@@ -44,10 +46,14 @@ def _reference_delta(model, sae, hook, tokens, feature, start, end):
         return act - (f[:, None] * sae.W_dec[feature])[None]
 
     with torch.no_grad():
-        clean = _losses_by_hand(model(tokens[None]), tokens)
-        ablated = _losses_by_hand(model.run_with_hooks(tokens[None], fwd_hooks=[(hook, remove)]),
-                                  tokens)
-    return float((ablated - clean)[start:end].mean())
+        clean_logits = model(tokens[None])
+        ablated_logits = model.run_with_hooks(tokens[None], fwd_hooks=[(hook, remove)])
+    clean = _losses_by_hand(clean_logits, tokens)
+    ablated = _losses_by_hand(ablated_logits, tokens)
+    lp = torch.log_softmax(clean_logits[0].double(), -1)
+    lq = torch.log_softmax(ablated_logits[0].double(), -1)
+    kl = (lp.exp() * (lp - lq)).sum(-1)
+    return float((ablated - clean)[start:end].mean()), float(kl[start:end].mean())
 
 
 def _hook_acts(model, hook, tokens):
@@ -95,16 +101,23 @@ def test_ablation_matches_a_hand_hook_on_the_full_model(gemma4, hook):
     real[0] = False
     resumer = Resumer.for_hook(model, hook)
     assert (resumer.start is None) == hook.endswith("mlp_out")
-    for window in (None, 3):
+    # top_k = d_vocab - 1: a one-token tail moves rigidly, so the coarse-graining is exact
+    for window, top_k in ((None, 0), (3, 0), (3, 4), (None, model.cfg.d_vocab - 1)):
         with torch.no_grad():
-            got = sentence_deltas(resumer, sae, tokens, x, real, jobs, batch_size=3,
-                                  window=window)
-        for a, (delta, _) in zip(jobs, got):
+            got = sentence_effects(resumer, sae, tokens, x, real, jobs, batch_size=3,
+                                   window=window, top_k=top_k)
+        for a, effect in zip(jobs, got):
             end = tokens.shape[0] - 1 if window is None else min(tokens.shape[0] - 1,
                                                                   a.start + window)
-            want = _reference_delta(model, sae, hook, tokens, a.feature, a.start, end)
-            assert delta == pytest.approx(want, abs=1e-5), (a, window)
-            assert abs(delta) > 1e-4  # a real change, not a vacuous match
+            dce, kl = _reference(model, sae, hook, tokens, a.feature, a.start, end)
+            assert effect.positions == end - a.start
+            assert abs(kl) > 1e-5 and abs(dce) > 1e-4  # a real change, not a vacuous match
+            if top_k == 4:  # a coarse tail: a lower bound of the KL
+                assert 0.0 <= effect.kl <= kl * (1 + 1e-4) + 1e-7, (a, window, top_k)
+                assert effect.dce <= dce + 1e-5
+            else:
+                assert effect.dce == pytest.approx(dce, abs=1e-5), (a, window)
+                assert effect.kl == pytest.approx(kl, abs=1e-6, rel=1e-4), (a, window)
 
 
 def test_a_silent_feature_changes_nothing_exactly(gemma4):
@@ -121,11 +134,12 @@ def test_a_silent_feature_changes_nothing_exactly(gemma4):
     assert torch.equal(ablate(sae, x, 5, real), x)
     firing = int(torch.nonzero(_fires(sae, x)[:-1].any(0))[0, 0])
     jobs = [Ablation(5, 1), Ablation(firing, 1), Ablation(5, 4)]
-    with torch.no_grad():
-        got = sentence_deltas(Resumer.for_hook(model, hook), sae, tokens, x, real, jobs,
-                              batch_size=8)
-    assert got[0][0] == 0.0 and got[2][0] == 0.0
-    assert got[1][0] != 0.0
+    for top_k in (0, 8):
+        with torch.no_grad():
+            got = sentence_effects(Resumer.for_hook(model, hook), sae, tokens, x, real, jobs,
+                                   batch_size=8, window=4, top_k=top_k)
+        assert got[0].kl == got[0].dce == 0.0 and got[2].kl == got[2].dce == 0.0
+        assert got[1].kl > 0.0 and got[1].dce != 0.0
 
 
 def test_steering_matches_a_hand_hook_on_the_full_model(gemma4):
@@ -163,19 +177,52 @@ def test_steering_matches_a_hand_hook_on_the_full_model(gemma4):
 
 def test_verdict_rule():
     langs = ["en", "es"]
-    assert verdict([0.5, 0.4], [0.1, 0.1], langs) == "both"
-    assert verdict([0.5, 0.2], [0.1, 0.1], langs) == "one:en"  # both above, but unbalanced
-    assert verdict([0.05, 0.3], [0.1, 0.1], langs) == "one:es"
-    assert verdict([0.05, 0.02], [0.1, 0.1], langs) == "neither"
-    assert verdict([np.nan, np.nan], [0.1, 0.1], langs) == "untested"
-    assert verdict([0.5, np.nan], [0.1, 0.1], langs) == "one:en"  # es never measured
-    assert verdict([0.5, 0.5], [0.1, np.nan], langs) == "one:en"  # no bar in es
+    assert verdict([0.01, 0.04], [0.5, 0.4], langs) == "both"
+    assert verdict([0.01, 0.2], [0.5, 0.4], langs) == "one:en"
+    assert verdict([0.3, 0.001], [0.5, 0.4], langs) == "one:es"
+    assert verdict([0.2, 0.05], [0.5, 0.4], langs) == "neither"  # q < fdr, strictly
+    assert verdict([0.2, 0.05], [0.5, 0.4], langs, fdr=0.1) == "one:es"
+    assert verdict([np.nan, np.nan], [np.nan, np.nan], langs) == "untested"
+    assert verdict([0.01, np.nan], [0.5, np.nan], langs) == "one:en"  # es never measured
     three = ["en", "es", "fr"]
-    assert verdict([0.4, 0.3, 0.25], [0.1, 0.1, 0.1], three) == "both"
-    assert verdict([0.4, 0.3, 0.15], [0.1, 0.1, 0.1], three) == "one:en"
-    assert verdict([0.4, 0.9, 0.05], [0.1, 1.0, 0.1], three) == "one:en"  # es under its bar
-    assert verdict([0.2, 0.3, 0.5], [0.25, 0.25, 0.25], three) == "one:fr"
-    assert verdict([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], three) == "neither"
+    assert verdict([0.01, 0.01, 0.01], [0.4, 0.3, 0.25], three) == "both"
+    assert verdict([0.01, 0.01, 0.3], [0.4, 0.3, 0.25], three) == "one:en"  # ties: larger effect
+    assert verdict([0.02, 0.01, 0.3], [0.4, 0.3, 0.25], three) == "one:es"  # smallest q first
+
+
+def test_p_values_and_bh_against_hand_computations():
+    """p-values: rank of the tested residual among the controls' after a log-linear fit done
+    here with numpy's polyfit-free normal equations; q-values: Benjamini-Hochberg by its
+    definition (min over j >= i of p_(j) m / j)."""
+    from polyglot_sae.causal.verdict import bh, p_values
+
+    rng = np.random.default_rng(4)
+    n_ctrl, n_test = 60, 8
+    cov = rng.normal(size=(n_ctrl + n_test, 2))
+    stat = np.exp(0.5 + cov @ [0.8, -0.3] + rng.normal(0, 0.5, n_ctrl + n_test))
+    stat[n_ctrl:n_ctrl + 3] *= 50  # three planted effects
+    stat[-1] = np.nan  # one never measured
+    is_control = np.arange(n_ctrl + n_test) < n_ctrl
+    got = p_values(stat, cov, is_control)
+    X = np.column_stack([np.ones(n_ctrl), cov[:n_ctrl]])
+    beta = np.linalg.solve(X.T @ X, X.T @ np.log(stat[:n_ctrl]))
+    lo, hi = cov[:n_ctrl].min(0), cov[:n_ctrl].max(0)
+    resid_c = np.log(stat[:n_ctrl]) - X @ beta
+    for i in range(n_ctrl, n_ctrl + n_test - 1):
+        r = np.log(stat[i]) - np.r_[1.0, np.clip(cov[i], lo, hi)] @ beta
+        assert got[i] == pytest.approx((1 + (resid_c >= r).sum()) / (1 + n_ctrl))
+    assert np.isnan(got[:n_ctrl]).all() and np.isnan(got[-1])
+    assert (got[n_ctrl:n_ctrl + 3] == 1 / 61).all()
+    p = np.array([0.01, 0.04, 0.03, np.nan, 0.5, 0.001])
+    q = bh(p)
+    finite = p[~np.isnan(p)]
+    m = finite.size
+    for i, pi in enumerate(p):
+        if np.isnan(pi):
+            assert np.isnan(q[i])
+            continue
+        want = min(min(1.0, pj * m / (np.sum(finite <= pj))) for pj in finite if pj >= pi)
+        assert q[i] == pytest.approx(want)
 
 
 def test_effect_interval_and_control_bar():
@@ -214,10 +261,13 @@ def test_features_under_test_and_controls():
         features_under_test({"seed": seed}, top_n=2, class_top_n=0, extra=[8], d_sae=8)
 
     rates = np.array([1e-3, 1e-3, 0.5, 0.01, 0.02, 0.4, 0.6, 1e-3, 0.9])
+    magnitude = np.array([1.0, 1.0, 5.0, 1.0, 1.0, 5.0, 0.5, 9.0, 5.0])
     candidates = np.array([False, True, False, True, True, True, True, True, True])
-    ctrl = control_features(rates, candidates, [0, 2], 2)
-    assert ctrl == [1, 6]  # nearest to the rare target 0 and to the frequent target 2
-    assert len(control_features(rates, candidates, [0, 2], 20)) == candidates.sum()
+    ctrl = control_features(rates, magnitude, candidates, [0, 2], 2)
+    assert ctrl == [1, 5]  # nearest to the rare small target 0 and to the frequent large 2
+    # on rate alone 6 (0.6) would be nearer to 2 (0.5) than 5 (0.4); its magnitude is not
+    assert control_features(rates, np.ones(9), candidates, [0, 2], 2) == [1, 6]
+    assert len(control_features(rates, magnitude, candidates, [0, 2], 20)) == candidates.sum()
 
 
 def test_feature_words_are_the_most_frequent_tokens_at_the_top_pairs():
@@ -270,13 +320,23 @@ def _walk(cycle: str, start: int, n: int) -> str:
     return "".join(cycle[(start + k) % len(cycle)] for k in range(n))
 
 
+def _planted_kl(V: int, silenced: int) -> float:
+    """KL(clean || ablated) when the answer's logit falls from 20 to 0 and `silenced` other
+    tokens' from 0 to -20 (every other token stays at 0)."""
+    log_zp = math.log(math.exp(20) + V - 1)
+    log_zq = math.log(V - silenced + silenced * math.exp(-20))
+    return 20 * (math.exp(20) + silenced) / math.exp(log_zp) + log_zq - log_zp
+
+
 def test_planted_features_get_the_verdicts_and_effects_known_in_closed_form(tiny_model_dir):
     """Feature 0's decoder is s times the sum of the "en" letters' directions, feature 1's of
-    every letter's; both (and 10 small random controls) fire with value 1 everywhere. Removing
+    every letter's; both (and 40 random controls) fire with value 1 everywhere. Removing
     feature 0 at an en letter t leaves t's direction at 0 and pushes the other 12 en letters'
     successors to -20: the true next token then ties with V - 13 others at 0, so the loss goes
-    from ~0 to log(V - 12); on es sentences it only lowers logits that were not the answer
-    (effect <= 0). Feature 1 does the same in both languages: log(V - 25)."""
+    from ~0 to log(V - 12) and the KL is ``_planted_kl(V, 12)``; on es sentences it only lowers
+    logits that were not the answer (effects ~0). Feature 1 does the same in both languages
+    (25 tokens silenced). The controls, as large but in random directions, move the answer's
+    logit by a few nats at most: 0 is significant in en only, 1 in both."""
     from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
     from transformers import PreTrainedTokenizerFast
 
@@ -284,8 +344,8 @@ def test_planted_features_get_the_verdicts_and_effects_known_in_closed_form(tiny
 
     tokenizer = PreTrainedTokenizerFast.from_pretrained(tiny_model_dir)
     model, ids, cycle_a, cycle_b = _planted(tokenizer)
-    V, s, hook = len(tokenizer), 4.0, "blocks.0.hook_resid_post"
-    cfg = JumpReLUSAEConfig(d_in=V, d_sae=12)
+    V, s, hook, d = len(tokenizer), 4.0, "blocks.0.hook_resid_post", 42
+    cfg = JumpReLUSAEConfig(d_in=V, d_sae=d)
     cfg.metadata.hook_name = hook
     sae = JumpReLUSAE(cfg)
     gen = torch.Generator().manual_seed(0)
@@ -294,7 +354,9 @@ def test_planted_features_get_the_verdicts_and_effects_known_in_closed_form(tiny
         sae.b_enc.fill_(1.0)
         sae.threshold.fill_(0.5)
         sae.b_dec.zero_()
-        sae.W_dec.copy_(0.01 * torch.randn(12, V, generator=gen))
+        # controls of about the same magnitude, in random directions: they move the answer's
+        # logit by a few nats, which (from 20) leaves the distribution nearly where it was
+        sae.W_dec.copy_(0.5 * torch.randn(d, V, generator=gen))
         sae.W_dec[0] = 0.0
         sae.W_dec[1] = 0.0
         for ch in cycle_a:
@@ -310,31 +372,39 @@ def test_planted_features_get_the_verdicts_and_effects_known_in_closed_form(tiny
     pool = pl.DataFrame(rows, schema={"pair_id": pl.UInt32, "lang": pl.String,
                                       "text": pl.String}, orient="row")
     maxacts = pl.DataFrame({
-        "pair_id": np.repeat(np.arange(100, 110), 24).astype(np.uint32),
-        "lang": np.tile(np.repeat(["en", "es"], 12), 10),
-        "feature_id": np.tile(np.arange(12), 20).astype(np.uint32),
-        "value": np.ones(240, dtype=np.float32),
-        "token_id": np.tile(np.repeat([ids["c"], ids["p"]], 12), 10).astype(np.uint32)})
-    config = CausalConfig(pairs_per_lang=8, controls=10, bootstrap=50, batch_size=4,
+        "pair_id": np.repeat(np.arange(100, 110), 2 * d).astype(np.uint32),
+        "lang": np.tile(np.repeat(["en", "es"], d), 10),
+        "feature_id": np.tile(np.arange(d), 20).astype(np.uint32),
+        "value": np.ones(20 * d, dtype=np.float32),
+        "token_id": np.tile(np.repeat([ids["c"], ids["p"]], d), 10).astype(np.uint32)})
+    config = CausalConfig(pairs_per_lang=8, control_sentences=4, controls=40, bootstrap=50,
+                          batch_size=4, attribution_pairs=4,
                           contexts={"en": ["abc", "hij"], "es": ["nop", "uvw"]})
     with torch.no_grad():
-        table = causal_table(model, sae, hook, pool, {0: ["planted:en"], 1: ["planted:both"]},
-                             maxacts, ["en", "es"], config, n_scored_pairs=10)
+        table, attribution = causal_table(model, sae, hook, pool,
+                                          {0: ["planted:en"], 1: ["planted:both"]}, maxacts,
+                                          ["en", "es"], config, n_scored_pairs=10)
     rows = {r["feature_id"]: r for r in table.iter_rows(named=True)}
-    assert sorted(rows) == list(range(12))
-    assert [r["is_control"] for r in table.iter_rows(named=True)] == [False] * 2 + [True] * 10
+    assert sorted(rows) == list(range(d))
+    assert [r["is_control"] for r in table.iter_rows(named=True)] == [False] * 2 + [True] * 40
     f0, f1 = rows[0], rows[1]
-    assert f0["n_sentences_en"] == f0["n_sentences_es"] == 8
+    assert f0["n_sentences_en"] == f0["n_sentences_es"] == 8 and rows[7]["n_sentences_en"] == 4
     assert f0["effect_en"] == pytest.approx(math.log(V - 12), rel=1e-4)
     assert f0["effect_en_lo"] == pytest.approx(math.log(V - 12), rel=1e-4)
-    assert -1e-4 < f0["effect_es"] <= 1e-5
+    assert f0["kl_en"] == pytest.approx(_planted_kl(V, 12), rel=1e-4)
+    assert f0["kl_en_lo"] <= f0["kl_en"] <= f0["kl_en_hi"]
+    assert -1e-4 < f0["effect_es"] <= 1e-5 and 0 <= f0["kl_es"] < 1e-5
     assert f1["effect_en"] == pytest.approx(math.log(V - 25), rel=1e-4)
     assert f1["effect_es"] == pytest.approx(math.log(V - 25), rel=1e-4)
-    assert abs(table["control_p95_en"][0]) < 1e-4 and abs(table["control_p95_es"][0]) < 1e-4
+    assert f1["kl_es"] == pytest.approx(_planted_kl(V, 25), rel=1e-4)
+    assert f0["p_en"] == pytest.approx(1 / 41) and f0["p_es"] > 0.5
     assert f0["verdict"] == "one:en" and f1["verdict"] == "both"
     assert f0["source"] == "planted:en" and rows[5]["source"] == "control"
     assert f0["words_en"] == ["c"] and f0["words_es"] == ["p"]
-    assert f0["alpha"] == pytest.approx(4.0)
+    assert f0["alpha"] == pytest.approx(4.0) and math.isnan(rows[5]["alpha"])
+    # attribution: feature 0 (large) estimated to matter in en more than in es
+    est = {r["feature_id"]: r for r in attribution.iter_rows(named=True)}
+    assert est[0]["n_attr_en"] == 4 and est[0]["attr_en"] > 10 * abs(est[0]["attr_es"])
     # Steering feature 0 adds alpha * s * c = 80 to the logit of every en letter. After an en
     # context the answer (the next en letter) rises with them: P("c") stays where it was.
     # After an es context the answer (logit 20) does not: log P("c") goes from 0 - lse_clean
@@ -360,38 +430,111 @@ def stage_inputs(tmp_path_factory):
 
 def test_stage_writes_the_table_and_the_figure(stage_inputs, tmp_path):
     from polyglot_sae.atomic_io import read_metadata
-    from polyglot_sae.causal.stage import causal_figure_file, causal_file
+    from polyglot_sae.causal.stage import causal_figure_file, causal_file, dictionary_figure_file
 
     config = CausalConfig(top_n=4, class_top_n=4, features=[3], pool_pairs=20,
-                          pairs_per_lang=5, controls=4, bootstrap=50, device="cpu")
+                          pairs_per_lang=5, control_sentences=3, controls=12, bootstrap=50,
+                          attribution_pairs=6, device="cpu")
     table = causal_file(**stage_inputs, out_path=tmp_path / "causal.parquet",
-                        figure_path=tmp_path / "causal.png", config=config)
+                        figure_path=tmp_path / "causal.png", config=config,
+                        attribution_path=tmp_path / "attribution.parquet")
     for lang in ("en", "es"):
         for col in ("effect_{}", "effect_{}_lo", "effect_{}_hi", "n_sentences_{}",
-                    "control_p95_{}", "clean_loss_{}", "words_{}"):
+                    "control_p95_{}", "clean_loss_{}", "words_{}", "kl_{}", "kl_{}_lo",
+                    "kl_{}_hi", "p_{}", "q_{}"):
             assert col.format(lang) in table.columns
     assert {"steer_en_en", "steer_en_es", "steer_es_en", "steer_es_es", "feature_id", "source",
-            "is_control", "verdict", "alpha", "firing_rate"} <= set(table.columns)
+            "is_control", "verdict", "alpha", "firing_rate", "magnitude"} <= set(table.columns)
     tested = table.filter(~pl.col("is_control"))
-    assert table.filter(pl.col("is_control")).height == 4
+    controls = table.filter(pl.col("is_control"))
+    assert controls.height == 12 and controls["n_sentences_en"].max() <= 3
+    assert tested["n_sentences_en"].max() <= 5
     assert tested.filter(pl.col("source").str.contains("paired:top4")).height == 4
     assert tested.filter(pl.col("source").str.contains("paired:concept")).height == 4
     assert tested.filter(pl.col("source").str.contains("seed:top4")).height == 4
     assert "config" in tested.filter(pl.col("feature_id") == 3)["source"][0]
-    assert set(table["verdict"]) <= {"both", "one:en", "one:es", "neither", "untested"}
     measured = table.filter(pl.col("n_sentences_en") > 0)
     assert measured.height > 0
-    assert (measured["effect_en_lo"] <= measured["effect_en"] + 1e-12).all()
-    assert (measured["effect_en"] <= measured["effect_en_hi"] + 1e-12).all()
-    assert table["n_sentences_en"].max() <= 5
+    for stat in ("effect_en", "kl_en"):
+        assert (measured[f"{stat}_lo"] <= measured[stat] + 1e-12).all()
+        assert (measured[stat] <= measured[f"{stat}_hi"] + 1e-12).all()
+    assert (measured["kl_en"] >= 0).all()
     silent = table.filter((pl.col("n_sentences_en") == 0) & (pl.col("n_sentences_es") == 0))
     assert (silent["verdict"] == "untested").all()
+    _check_significance(table, ["en", "es"], config.fdr)
     assert (tmp_path / "causal.png").stat().st_size > 10_000
     meta = read_metadata(tmp_path / "causal.parquet")
     assert meta["causal"]["pairs_per_lang"] == 5 and meta["hook"] == stage_inputs["hook"]
     assert causal_figure_file(tmp_path / "causal.parquet", tmp_path / "again.png",
                               ["en", "es"]).stat().st_size > 10_000
     assert headline(table).startswith("Causal check: paired top 4 — ")
+    attribution = pl.read_parquet(tmp_path / "attribution.parquet")
+    assert attribution.height == 64 and attribution["n_attr_en"].max() <= 6
+    assert attribution.filter(pl.col("n_attr_en") > 0)["attr_en"].is_not_null().all()
+    assert dictionary_figure_file(tmp_path / "attribution.parquet",
+                                  [stage_inputs["scores"]["paired"]], tmp_path / "dict.png",
+                                  ["en", "es"]).stat().st_size > 10_000
+
+
+def _check_significance(table: pl.DataFrame, langs, fdr: float) -> None:
+    """The table's p- and q-values, bars and verdicts recomputed from its own rows, by hand."""
+    ctrl = table.filter(pl.col("is_control"))
+    tested = table.filter(~pl.col("is_control"))
+
+    def cov(t):
+        return np.column_stack([np.ones(t.height), np.log(np.maximum(t["firing_rate"], 1e-12)),
+                                np.log(t["magnitude"].to_numpy())])
+
+    q_all = {}
+    for lang in langs:
+        fit = ctrl.filter(pl.col(f"kl_{lang}").is_not_nan())
+        y = np.log(np.maximum(fit[f"kl_{lang}"].to_numpy(), 1e-12))
+        X = cov(fit)
+        beta = np.linalg.lstsq(X, y, rcond=None)[0]
+        resid = y - X @ beta
+        Xt = np.clip(cov(tested), X.min(0), X.max(0))
+        rt = np.log(np.maximum(tested[f"kl_{lang}"].to_numpy(), 1e-12)) - Xt @ beta
+        want = np.array([(1 + (resid >= r).sum()) / (1 + resid.size) if np.isfinite(r)
+                         else np.nan for r in rt])
+        got = tested[f"p_{lang}"].to_numpy()
+        assert np.allclose(got, want, equal_nan=True), lang
+        finite = want[np.isfinite(want)]
+        q = [np.nan if np.isnan(p) else min(1.0, min(pj * finite.size / (finite <= pj).sum()
+                                                      for pj in finite if pj >= p))
+             for p in want]
+        assert np.allclose(tested[f"q_{lang}"].to_numpy(), q, equal_nan=True), lang
+        q_all[lang] = np.array(q)
+        bar = np.percentile(fit[f"kl_{lang}"].to_numpy(), 95)
+        assert table[f"control_p95_{lang}"][0] == pytest.approx(bar)
+    for k, v in enumerate(tested["verdict"].to_list()):
+        sig = [lang for lang in langs if q_all[lang][k] < fdr]
+        if v == "both":
+            assert sig == list(langs)
+        elif v.startswith("one:"):
+            assert v[4:] in sig and len(sig) < len(langs)
+        else:
+            assert not sig
+
+
+def test_heldout_pool_is_outside_both_splits_and_parts_are_disjoint(stage_inputs, tmp_path):
+    from polyglot_sae.causal.select import heldout_pool
+
+    pairs = pl.read_parquet(stage_inputs["pairs_path"])
+    train = set(pl.read_parquet(stage_inputs["train_path"])["pair_id"].to_list())
+    score = set(pl.read_parquet(stage_inputs["score_path"])["pair_id"].to_list())
+    parts = [set(heldout_pool(pairs, stage_inputs["train_path"], stage_inputs["score_path"],
+                              stage_inputs["pairs_path"], 6, 0, part)["pair_id"].to_list())
+             for part in range(3)]
+    for part in parts:
+        assert len(part) == 6 and not part & train and not part & score
+    assert not parts[0] & parts[1] and not parts[1] & parts[2] and not parts[0] & parts[2]
+    # a leak must show: a score split that misses a held-out pair lets it into the pool
+    leaky = tmp_path / "leaky.parquet"
+    pl.DataFrame({"pair_id": sorted(score)[1:]}, schema={"pair_id": pl.UInt32}).write_parquet(
+        leaky)
+    pool = set(heldout_pool(pairs, stage_inputs["train_path"], leaky,
+                            stage_inputs["pairs_path"], 100, 0)["pair_id"].to_list())
+    assert pool & score == {sorted(score)[0]}
 
 
 def test_stage_refuses_bad_input(stage_inputs, tmp_path):

@@ -1,4 +1,5 @@
-# The causal check: ablation and steering of each SAE's top features, per language.
+# The causal check: ablation and steering of each SAE's top features, per language, against
+# matched controls; the whole dictionary's effects estimated by attribution.
 # Package: polyglot_sae.causal
 
 
@@ -13,6 +14,7 @@ rule causal:
         scores=expand("results/{{run}}/scores/{{sae}}.{method}.parquet", method=METHODS),
     output:
         table="results/{run}/causal/{sae}.parquet",
+        attribution="results/{run}/causal/{sae}.attribution.parquet",
     log:
         "logs/{run}/causal/{sae}.log",
     benchmark:
@@ -50,3 +52,28 @@ rule causal_figure:
         cfg={"langs": config["corpus"]["langs"]},
     script:
         "../scripts/causal_figure.py"
+
+
+rule causal_dictionary:
+    input:
+        attribution="results/{run}/causal/{sae}.attribution.parquet",
+        scores=expand(
+            "results/{{run}}/scores/{{sae}}.{method}.parquet",
+            method=["paired"] if PAIRED else [],
+        ),
+    output:
+        figure=report(
+            "results/{run}/causal/{sae}.dictionary.png",
+            caption="../report/causal_dictionary.rst",
+            category="Causal check",
+        ),
+    log:
+        "logs/{run}/causal/{sae}.dictionary.log",
+    benchmark:
+        "benchmarks/{run}/causal/{sae}.dictionary.tsv"
+    conda:
+        ENV
+    params:
+        cfg={"langs": config["corpus"]["langs"]},
+    script:
+        "../scripts/causal_dictionary.py"

@@ -376,3 +376,5 @@ if LAYER_SAES:
     FIGURES.append(f"results/{RUN}/sweeps/layers.png")
 if CAUSAL:
     FIGURES.extend(expand(f"results/{RUN}/causal/{{sae}}.png", sae=SAES))
+if CAUSAL and config["causal"]["attribution_pairs"]:
+    FIGURES.extend(expand(f"results/{RUN}/causal/{{sae}}.dictionary.png", sae=SAES))

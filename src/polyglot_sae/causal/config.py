@@ -28,18 +28,32 @@ class CausalConfig:
     class_top_n: int = 0
     # ... and these feature ids (each below the SAE's d_sae).
     features: list[int] = field(default_factory=list)
-    # Held-out sentences per language on which a feature is ablated: the first ones in the
-    # pool's seeded order where it fires. 20 gives a bootstrap interval of about +-0.45 standard
-    # deviations of the per-sentence effect, enough to tell a used feature from the controls.
-    pairs_per_lang: int = 20
+    # Held-out sentences per language on which a tested feature is ablated, drawn at random
+    # (seeded per feature) among the pool's sentences where it fires: first the verse pairs
+    # where it fires in every language (the languages then compared on the same verses), then
+    # the others. 64 gives a bootstrap interval of about +-0.25 standard deviations of the
+    # per-sentence effect.
+    pairs_per_lang: int = 64
+    # The same for each control. Controls only make the null; a control measured on fewer
+    # sentences has a noisier mean, which widens the null (conservative), at a quarter of the
+    # cost: the 200 controls are most of the ablations.
+    control_sentences: int = 16
     # Held-out pairs (in neither the SAE's training split nor the scored split) scanned for
-    # firings, in a seeded order. The scan is the model up to the hook, the cheap part; a
-    # feature firing on fewer than 1 in pool_pairs sentences gets fewer than pairs_per_lang.
-    pool_pairs: int = 400
-    # Control features: alive features outside the tested set, matched to the firing rates of
-    # the tested features (quantile by quantile; see `select.control_features`). Their effects'
-    # 95th percentile per language is the bar a tested feature's effect must clear.
-    controls: int = 20
+    # firings, in a seeded order. The scan is the model up to the hook, ~50 ms a sentence on
+    # 2 CPU cores: a feature firing in fewer than pairs_per_lang / pool_pairs of the sentences
+    # gets fewer sentences (n_sentences_{L} says how many).
+    pool_pairs: int = 500
+    # Which pool_pairs-sized part of the seeded permutation of the held-out pairs to scan:
+    # parts 0, 1, 2 are disjoint pools (the stability check).
+    pool_part: int = 0
+    # Control features: alive features outside the tested set that fire in the pool in every
+    # language, matched to the tested features on firing rate and activation magnitude (see
+    # `select.control_features`). The p-value of a tested feature is its rank among them (see
+    # `verdict`): with n controls the smallest p-value is 1 / (n + 1), and Benjamini-Hochberg
+    # over ~50 tested features needs p-values well below 0.05 / 50.
+    controls: int = 200
+    # Benjamini-Hochberg false-discovery rate per language: q < fdr is significant.
+    fdr: float = 0.05
     # Steering strength: this many times the feature's median (nonzero) max activation over the
     # scored pairs, added along its decoder direction at the last position of each context.
     # 4x is well above the typical firing yet within the range the top activations reach.
@@ -54,26 +68,38 @@ class CausalConfig:
     word_pairs: int = 20
     # Bootstrap resamples over sentences for the 95% percentile interval of each effect.
     bootstrap: int = 200
-    # Seeds the pool order and the bootstrap (each feature and language its own stream).
+    # Seeds the pool order, the sentence draws and the bootstrap (each feature and language
+    # its own stream).
     seed: int = 0
     # Rows per forward pass: sentences in the scan, and in the ablation one sentence's clean
     # run plus up to batch_size - 1 ablated copies of it (one per feature).
     batch_size: int = 32
     # Sentences are truncated to this many tokens (BOS included), as in extraction.
-    max_tokens: int = 128
-    # Loss positions per sentence from the feature's first firing on; None: every position to
-    # the end of the sentence. A cap also shortens the forward pass (the model is causal).
-    window: int | None = None
+    max_tokens: int = 256
+    # Loss positions per sentence from the feature's first firing on (the window), each
+    # weighted equally; None: every position to the end of the sentence. The forward pass
+    # stops at the window's end (the model is causal).
+    window: int | None = 8
+    # KL(clean || ablated) over the clean distribution's top_k tokens exactly and the rest as
+    # one block that moves by its mean logit change (`shift`: a lower bound, exact when the
+    # tail moves rigidly); 0: exact over the whole vocabulary (~130x slower at 262k tokens).
+    top_k: int = 2048
+    # Whole-dictionary estimate: held-out pairs (per language, the pool's first ones) on which
+    # every feature's effect is estimated by attribution (`attribution`); 0: off.
+    attribution_pairs: int = 64
     # auto: cuda when available, else cpu (see polyglot_sae.device).
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("top_n", "pairs_per_lang", "pool_pairs", "words_per_lang", "word_pairs",
-                     "bootstrap", "max_tokens"):
+        for name in ("top_n", "pairs_per_lang", "control_sentences", "pool_pairs",
+                     "words_per_lang", "word_pairs", "bootstrap", "max_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"causal.{name} must be >= 1, got {getattr(self, name)}")
-        if self.controls < 0 or self.class_top_n < 0:
-            raise ValueError("causal.controls and causal.class_top_n must be >= 0")
+        for name in ("controls", "class_top_n", "pool_part", "top_k", "attribution_pairs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"causal.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.fdr < 1:
+            raise ValueError(f"causal.fdr must be in (0, 1), got {self.fdr}")
         if self.batch_size < 2:
             raise ValueError(f"causal.batch_size must be >= 2 (a clean row and an ablated one), "
                              f"got {self.batch_size}")

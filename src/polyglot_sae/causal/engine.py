@@ -1,13 +1,13 @@
-"""The numerics of the causal check: the model resumed from an edited hook activation, the
-next-token loss computed in chunks, a feature ablated, a feature steered.
+"""The numerics of the causal check: the model resumed from an edited hook activation, a
+feature ablated (its effect on the next-token distribution by ``shift``), a feature steered.
 
 Layout, chosen so that "nothing changed" comes out as exactly 0.0: a sentence's clean run and
 its ablated copies (one per feature) go through the model as rows of one batch of identical
-shape, so the clean row and an unchanged copy take the same arithmetic bit for bit; the
-unembedding runs on fixed-size blocks of rows (zero-padded), whose per-row results do not depend
-on the other rows. The vocabulary (262,144 for Gemma-3) is never held as a full
-[batch, pos, vocab] tensor: only the positions the loss needs, ``CHUNK`` rows at a time.
-"""
+shape, so the clean row and an unchanged copy take the same arithmetic bit for bit, and the
+shifts are computed from the difference of the two rows. The vocabulary (262,144 for Gemma-3)
+is never held as a full [batch, pos, vocab] tensor: for the ablations only the clean rows' full
+softmax, ``shift.BLOCK`` rows at a time; for steering, blocks of ``CHUNK`` rows (zero-padded, so
+a row's logits do not depend on the other rows)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from polyglot_sae.errors import InputError
+
+from .shift import clean_rows, shifts
 
 # Rows per unembedding block: [CHUNK, d_vocab] float32 logits (64 MiB at 262k) at a time. Every
 # block has exactly this many rows (the last one zero-padded), so a row's logits never depend on
@@ -93,17 +95,6 @@ def _logsumexp_(logits: Float[Tensor, "rows vocab"]) -> Float[Tensor, " rows"]:
     return top[:, 0] + logits.sub_(top).exp_().sum(dim=-1).log()
 
 
-def token_losses(model, resid: Float[Tensor, "rows d_model"], targets: Int[Tensor, " rows"],
-                 ) -> Float[Tensor, " rows"]:
-    """Cross-entropy of `targets` from each row of the final residual stream:
-    logsumexp(logits) - logits[target]."""
-    out = torch.empty(resid.shape[0], dtype=torch.float32, device=resid.device)
-    for lo, n, logits in logit_blocks(model, resid):
-        picked = logits[:n].gather(1, targets[lo:lo + n, None])[:, 0].clone()
-        out[lo:lo + n] = _logsumexp_(logits[:n]) - picked
-    return out
-
-
 def set_logprobs(model, resid: Float[Tensor, "rows d_model"],
                  sets: Sequence[Sequence[Sequence[int]]]) -> list[list[float]]:
     """Per row r and each token set in ``sets[r]``: log P(next token in the set), the
@@ -150,61 +141,28 @@ def first_firing(sae, acts: Float[Tensor, "pos d"], real: torch.Tensor,
     return torch.where(any_fire, first, torch.full_like(first, -1))
 
 
-class LossBank:
-    """Final-residual rows with their next tokens, from any number of sentences; their
-    cross-entropies are computed CHUNK rows at a time as the rows come (so no block is padded
-    but the last) and read back by the ranges `add` returned."""
-
-    def __init__(self, model) -> None:
-        self.model = model
-        self.rows: list[Tensor] = []
-        self.targets: list[Tensor] = []
-        self.pending = 0
-        self.done: list[Tensor] = []
-        self.size = 0
-
-    def add(self, resid: Float[Tensor, "rows d_model"], targets: Int[Tensor, " rows"],
-            ) -> tuple[int, int]:
-        lo = self.size
-        self.rows.append(resid)
-        self.targets.append(targets)
-        self.pending += resid.shape[0]
-        self.size += resid.shape[0]
-        if self.pending >= CHUNK:
-            self._run(full_only=True)
-        return lo, self.size
-
-    def _run(self, full_only: bool) -> None:
-        rows, targets = torch.cat(self.rows), torch.cat(self.targets)
-        keep = rows.shape[0] % CHUNK if full_only else 0
-        cut = rows.shape[0] - keep
-        if cut:
-            self.done.append(token_losses(self.model, rows[:cut], targets[:cut]))
-        self.rows, self.targets, self.pending = [rows[cut:]], [targets[cut:]], keep
-
-    def losses(self) -> Float[Tensor, " rows"]:
-        if self.pending:
-            self._run(full_only=False)
-        return torch.cat(self.done) if self.done else torch.empty(0)
-
-
 @dataclass(frozen=True)
-class _Pending:
-    """Where one ablation's losses and its clean losses lie in a LossBank."""
+class Effect:
+    """One ablation on one sentence, averaged over its loss positions (the loss at t predicts
+    token t+1): KL(clean || ablated) of the next-token distribution, the observed token's
+    cross-entropy increase, the clean cross-entropy, and the number of positions."""
 
-    ablated: tuple[int, int]
-    clean: tuple[int, int]
+    kl: float
+    dce: float
+    clean: float
+    positions: int
 
 
-def queue_sentence(bank: LossBank, resumer: Resumer, sae, tokens: Int[Tensor, " pos"],
-                   acts: Float[Tensor, "pos d"], real: torch.Tensor,
-                   ablations: Sequence[Ablation], batch_size: int,
-                   window: int | None = None) -> list[_Pending]:
-    """Run the ablations of one sentence, ``batch_size - 1`` at a time beside the sentence's
-    clean run, and put the rows whose losses are needed in `bank`: the clean row at every
-    position any ablation of the batch needs, each ablated row from its start on."""
+def sentence_effects(resumer: Resumer, sae, tokens: Int[Tensor, " pos"],
+                     acts: Float[Tensor, "pos d"], real: torch.Tensor,
+                     ablations: Sequence[Ablation], batch_size: int, window: int | None = None,
+                     top_k: int = 0) -> list[Effect]:
+    """Per ablation, its ``Effect`` over the positions from its start to the end of the
+    sentence, or `window` of them. The ablations run ``batch_size - 1`` at a time beside the
+    sentence's clean run, each batch only as long as its windows need (the model is causal);
+    the shifts are computed by ``shift`` (``top_k``: its approximation; 0: exact)."""
     n = tokens.shape[0]
-    out: list[_Pending] = []
+    out: list[Effect] = []
     per_batch = batch_size - 1
     for lo in range(0, len(ablations), per_batch):
         group = ablations[lo:lo + per_batch]
@@ -217,36 +175,20 @@ def queue_sentence(bank: LossBank, resumer: Resumer, sae, tokens: Int[Tensor, " 
         rows = [x] + [ablate(sae, x, a.feature, real[:length], codes) for a in group]
         final = resumer.final_resid(tokens[:length].expand(len(rows), -1), torch.stack(rows))
         first = min(a.start for a in group)
-        c0, _ = bank.add(final[0, first:length - 1], tokens[first + 1:length])
-        for i, (a, e) in enumerate(zip(group, ends), start=1):
-            span = bank.add(final[i, a.start:e], tokens[a.start + 1:e + 1])
-            out.append(_Pending(span, (c0 + a.start - first, c0 + e - first)))
+        clean = clean_rows(resumer.model, final[0, first:length - 1], tokens[first + 1:length],
+                           top_k)
+        which = torch.cat([torch.arange(a.start - first, e - first) for a, e in zip(group, ends)])
+        kl, dce = shifts(resumer.model, clean, which.to(final.device),
+                         torch.cat([final[i, a.start:e] for i, (a, e) in
+                                    enumerate(zip(group, ends), start=1)]))
+        ce = -clean.logp_target[which.to(final.device)]
+        at = 0
+        for a, e in zip(group, ends):
+            k = e - a.start
+            out.append(Effect(float(kl[at:at + k].mean()), float(dce[at:at + k].mean()),
+                              float(ce[at:at + k].mean()), k))
+            at += k
     return out
-
-
-def read_deltas(losses: Float[Tensor, " rows"], pending: Sequence[_Pending],
-                ) -> list[tuple[float, float]]:
-    """(mean loss increase, mean clean loss) of each queued ablation."""
-    out = []
-    for p in pending:
-        ablated = losses[p.ablated[0]:p.ablated[1]].double()
-        clean = losses[p.clean[0]:p.clean[1]].double()
-        out.append((float((ablated - clean).mean()), float(clean.mean())))
-    return out
-
-
-def sentence_deltas(resumer: Resumer, sae, tokens: Int[Tensor, " pos"],
-                    acts: Float[Tensor, "pos d"], real: torch.Tensor,
-                    ablations: Sequence[Ablation], batch_size: int,
-                    window: int | None = None) -> list[tuple[float, float]]:
-    """Per ablation: (mean loss increase, mean clean loss) over the loss positions from its
-    start to the end of the sentence (or `window` of them). The loss at position t is the
-    cross-entropy of token t+1. One sentence; ``queue_sentence`` with a shared LossBank does
-    many."""
-    bank = LossBank(resumer.model)
-    pending = queue_sentence(bank, resumer, sae, tokens, acts, real, ablations, batch_size,
-                             window)
-    return read_deltas(bank.losses(), pending)
 
 
 def steering_deltas(resumer: Resumer, sae, tokens: Int[Tensor, " pos"],

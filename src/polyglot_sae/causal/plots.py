@@ -1,5 +1,6 @@
-"""The causal check's figure: each tested feature's ablation effect in one language against the
-other, coloured by why it was tested, with the controls and their bars."""
+"""The causal check's figures: each tested feature's ablation effect (KL) in one language
+against the other with its interval and verdict, beside the controls; and the whole dictionary's
+attribution estimates coloured by ``paired`` class."""
 
 from __future__ import annotations
 
@@ -11,66 +12,105 @@ import polars as pl
 
 from polyglot_sae.figures import FigureStyle, new_figure, require_columns, save_figure
 
-_COLOURS = ("tab:green", "tab:blue", "tab:red", "tab:orange", "tab:purple", "tab:brown",
-            "tab:pink", "tab:olive", "tab:cyan")
+_VERDICT_COLOURS = {"both": "tab:green", "one": "tab:blue", "neither": "tab:red"}
+_CLASS_COLOURS = {"concept": "tab:green", "context": "tab:olive", "shared_string": "tab:purple",
+                  "length": "tab:brown", "weak": "0.7"}
 
 
 def plot_causal(table: pl.DataFrame, out: str | Path, langs: Sequence[str], *, note: str = "",
                 style: FigureStyle = FigureStyle(width=7.5, height=7.0)) -> Path:
-    """effect_{A} (x) against effect_{B} (y) for the first two languages, on symmetric-log
-    axes; the dashed lines are the controls' 95th percentiles (the bars)."""
+    """kl_{A} (x) against kl_{B} (y) for the first two languages on log axes, each tested
+    feature with its 95% intervals, coloured by verdict; controls in grey."""
     a, b = list(langs)[:2]
-    need = ["feature_id", "source", "is_control", "verdict", f"effect_{a}", f"effect_{b}",
-            f"control_p95_{a}", f"control_p95_{b}"]
+    need = ["feature_id", "is_control", "verdict", f"kl_{a}", f"kl_{b}", f"kl_{a}_lo",
+            f"kl_{a}_hi", f"kl_{b}_lo", f"kl_{b}_hi", f"q_{a}", f"q_{b}"]
     require_columns(table, need, "causal table")
     fig, (ax,) = new_figure(style)
-    shown = table.filter(pl.col(f"effect_{a}").is_not_nan() & pl.col(f"effect_{b}").is_not_nan()
-                         & pl.col(f"effect_{a}").is_not_null()
-                         & pl.col(f"effect_{b}").is_not_null())
-    untested = table.height - shown.height
-    first = shown.with_columns(group=pl.col("source").str.split(",").list.first())
-    groups = [g for g in dict.fromkeys(first.filter(~pl.col("is_control"))["group"].to_list())]
-    for k, group in enumerate(groups):
-        part = first.filter(~pl.col("is_control") & (pl.col("group") == group))
-        both = part["verdict"].to_list().count("both")
-        ax.scatter(part[f"effect_{a}"].to_numpy(), part[f"effect_{b}"].to_numpy(), s=22,
-                   color=_COLOURS[k % len(_COLOURS)], alpha=0.85, linewidths=0,
-                   label=f"{group} ({part.height}; {both} both)")
-    ctrl = first.filter(pl.col("is_control"))
+    shown = table.filter(pl.col(f"kl_{a}").is_not_nan() & pl.col(f"kl_{b}").is_not_nan()
+                         & (pl.col(f"kl_{a}") > 0) & (pl.col(f"kl_{b}") > 0))
+    ctrl = shown.filter(pl.col("is_control"))
     if ctrl.height:
-        ax.scatter(ctrl[f"effect_{a}"].to_numpy(), ctrl[f"effect_{b}"].to_numpy(), s=14,
-                   color="0.6", alpha=0.8, linewidths=0, label=f"controls ({ctrl.height})")
-    bar_a = float(table[f"control_p95_{a}"][0]) if table.height else float("nan")
-    bar_b = float(table[f"control_p95_{b}"][0]) if table.height else float("nan")
-    values = np.concatenate([shown[f"effect_{a}"].to_numpy(), shown[f"effect_{b}"].to_numpy(),
-                             [v for v in (bar_a, bar_b) if np.isfinite(v)]])
-    hi = float(np.abs(values).max()) * 1.5 if values.size else 1.0
-    lo = min(0.0, float(values.min()) * 1.5) if values.size else 0.0
-    finite_bars = [abs(v) for v in (bar_a, bar_b) if np.isfinite(v) and v != 0]
-    lin = max(min(finite_bars) if finite_bars else 1e-3, 1e-4)
-    ax.set_xscale("symlog", linthresh=lin)
-    ax.set_yscale("symlog", linthresh=lin)
-    ax.set_xlim(lo - lin, hi + lin)
-    ax.set_ylim(lo - lin, hi + lin)
-    if np.isfinite(bar_a):
-        ax.axvline(bar_a, color="0.35", ls="--", lw=0.9, label=f"control p95 ({a}, {b})")
-    if np.isfinite(bar_b):
-        ax.axhline(bar_b, color="0.35", ls="--", lw=0.9)
-    if np.isfinite(bar_a) and np.isfinite(bar_b):
-        ax.fill_between([lo - lin, bar_a], lo - lin, bar_b, color="0.9", zorder=0,
-                        label="below both bars")
-    ax.plot([lo - lin, hi + lin], [lo - lin, hi + lin], color="0.3", lw=0.7, ls=":",
-            label="same effect in both")
-    ax.set_xlabel(f"loss increase in {a} when the feature is ablated (nats per token)")
-    ax.set_ylabel(f"loss increase in {b} when the feature is ablated (nats per token)")
+        ax.scatter(ctrl[f"kl_{a}"], ctrl[f"kl_{b}"], s=10, color="0.65", alpha=0.7,
+                   linewidths=0, label=f"controls, matched on rate and magnitude ({ctrl.height})")
+    tested = shown.filter(~pl.col("is_control"))
+    kind = tested["verdict"].str.replace(r":.*", "")
+    for name, colour in _VERDICT_COLOURS.items():
+        part = tested.filter(kind == name)
+        if not part.height:
+            continue
+        x, y = part[f"kl_{a}"].to_numpy(), part[f"kl_{b}"].to_numpy()
+        xerr = np.abs(np.stack([x - part[f"kl_{a}_lo"].to_numpy(),
+                                part[f"kl_{a}_hi"].to_numpy() - x]))
+        yerr = np.abs(np.stack([y - part[f"kl_{b}_lo"].to_numpy(),
+                                part[f"kl_{b}_hi"].to_numpy() - y]))
+        label = {"both": "both (q < fdr in every language)", "one": "one language",
+                 "neither": "neither"}[name]
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=4, color=colour, alpha=0.85,
+                    elinewidth=0.6, label=f"{label} ({part.height})")
+    values = np.concatenate([shown[f"kl_{a}"].to_numpy(), shown[f"kl_{b}"].to_numpy()])
+    if values.size:
+        lo, hi = values.min() / 2, values.max() * 2
+        ax.plot([lo, hi], [lo, hi], color="0.3", lw=0.7, ls=":", label="same effect in both")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"KL(clean || ablated) in {a}, nats per position")
+    ax.set_ylabel(f"KL(clean || ablated) in {b}, nats per position")
     ax.set_title(f"Does the model use the feature? Ablation effect, {a} against {b}")
     ax.legend(fontsize=7, loc="upper left")
+    untested = table.filter(~pl.col("is_control")).height - tested.height
     more = f" Only {a} and {b} of {len(langs)} languages are drawn." if len(langs) > 2 else ""
     caption = (
-        "Each point is one feature: the mean increase of next-token cross-entropy on held-out "
-        "sentences, from its first firing on, when its contribution f_i(x) W_dec[i] is removed "
-        "at the hook wherever it fires (the SAE's error kept). Colours: why it was tested (its "
-        "first source); grey: control features matched by firing rate; dashed lines: the "
-        f"controls' 95th percentile per language. {untested} feature(s) never fired in the "
-        f"held-out pool in some language and are not drawn.{more}")
+        "Each point is one feature: the mean KL divergence of the next-token distribution, "
+        "over the positions of a window from its first firing, on held-out sentences, when its "
+        "contribution f_i(x) W_dec[i] is removed at the hook wherever it fires (the SAE's error "
+        "kept); bars: 95% bootstrap intervals over sentences. Verdicts: Benjamini-Hochberg "
+        "q-values of p-values against the grey controls after adjusting for firing rate and "
+        f"magnitude (causal/verdict.py). {untested} tested feature(s) not measured in some "
+        f"language are not drawn.{more}")
+    return save_figure(fig, out, caption, note, style)
+
+
+def plot_dictionary(attribution: pl.DataFrame, scores: pl.DataFrame | None, out: str | Path,
+                    langs: Sequence[str], *, note: str = "",
+                    style: FigureStyle = FigureStyle(width=7.5, height=7.0)) -> Path:
+    """attr_{A} against attr_{B} for every alive feature measured in both, coloured by its
+    ``paired`` class, with each class's medians (crosses)."""
+    a, b = list(langs)[:2]
+    require_columns(attribution, ["feature_id", "alive", f"attr_{a}", f"attr_{b}"],
+                    "attribution table")
+    table = attribution.filter(pl.col("alive") & pl.col(f"attr_{a}").is_not_null()
+                               & pl.col(f"attr_{b}").is_not_null())
+    if scores is not None and "class" in scores.columns:
+        table = table.join(scores.select("feature_id", "class"), on="feature_id", how="left")
+    else:
+        table = table.with_columns(**{"class": pl.lit("all")})
+    cls = table["class"].fill_null("other").str.replace(r"lang_specific:.*", "lang_specific")
+    table = table.with_columns(group=cls)
+    fig, (ax,) = new_figure(style)
+    lin = 1e-4
+    medians = []
+    for group in sorted(set(table["group"].to_list()), key=lambda g: (g == "weak", g)):
+        part = table.filter(pl.col("group") == group)
+        colour = _CLASS_COLOURS.get(group, "tab:blue" if group == "lang_specific" else "tab:gray")
+        ax.scatter(part[f"attr_{a}"], part[f"attr_{b}"], s=6 if group == "weak" else 12,
+                   color=colour, alpha=0.35 if group == "weak" else 0.8, linewidths=0,
+                   label=None)
+        ma, mb = float(part[f"attr_{a}"].median()), float(part[f"attr_{b}"].median())
+        medians.append((group, ma, mb, part.height))
+        ax.scatter([ma], [mb], marker="X", s=110, color=colour, edgecolors="black",
+                   linewidths=0.8, label=f"{group} ({part.height}): median {ma:.2g} / {mb:.2g}")
+    ax.set_xscale("symlog", linthresh=lin)
+    ax.set_yscale("symlog", linthresh=lin)
+    lims = ax.get_xlim() + ax.get_ylim()
+    ax.plot([min(lims), max(lims)], [min(lims), max(lims)], color="0.3", lw=0.7, ls=":")
+    ax.set_xlabel(f"estimated loss increase in {a} when ablated (nats per position)")
+    ax.set_ylabel(f"estimated loss increase in {b} when ablated (nats per position)")
+    ax.set_title(f"The whole dictionary: estimated ablation effect, {a} against {b}")
+    ax.legend(fontsize=7, loc="upper left", title="paired class: median (x marks)")
+    caption = (
+        "Every alive feature that fires in both languages on the held-out sentences: the "
+        "attribution estimate (grad . -f_i W_dec[i], one forward and backward per sentence) of "
+        "the mean next-token loss increase from its first firing to the end of the sentence, "
+        "averaged over its sentences, coloured by its paired class; crosses: each class's "
+        "medians. Checked against exact ablation in docs/benchmarks.md.")
     return save_figure(fig, out, caption, note, style)

@@ -19,10 +19,10 @@ from polyglot_sae.errors import InputError
 from polyglot_sae.model.load import special_token_ids
 
 from .config import CausalConfig
-from .engine import (Ablation, LossBank, Resumer, first_firing, queue_sentence, read_deltas,
-                     steering_deltas)
+from .attribution import attribution_table
+from .engine import Ablation, Effect, Resumer, first_firing, sentence_effects, steering_deltas
 from .select import control_features, feature_words, firing_rates, median_activation
-from .verdict import control_bar, effect_interval, verdict
+from .table import assemble
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,24 @@ class _Scan:
                 self.real[idx] = real[row, :n]
                 self.first[idx] = first_firing(sae, self.acts[idx], self.real[idx]).cpu().numpy()
 
-    def chosen(self, feature: int, lang: str, quota: int) -> list[int]:
-        """The first `quota` sentences of `lang` (pool order) where `feature` fires."""
-        idx = [i for i, s in enumerate(self.sentences)
-               if s.lang == lang and self.first[i, feature] >= 0]
-        return idx[:quota]
+    def chosen(self, feature: int, langs: Sequence[str], quota: int,
+               seed: int) -> dict[str, list[int]]:
+        """Per language, up to `quota` sentences where `feature` fires, drawn at random (seeded
+        by `seed` and the feature): first the pairs where it fires in every language, the same
+        pairs in each, then pairs where it fires in that language only."""
+        where = {lang: {} for lang in langs}
+        for i, s in enumerate(self.sentences):
+            if s.lang in where and self.first[i, feature] >= 0:
+                where[s.lang][s.pair_id] = i
+        rng = np.random.default_rng([seed, feature])
+        shared = sorted(set.intersection(*(set(w) for w in where.values())))
+        shared = [shared[k] for k in rng.permutation(len(shared))]
+        out = {}
+        for lang in langs:
+            rest = sorted(set(where[lang]) - set(shared))
+            rest = [rest[k] for k in rng.permutation(len(rest))]
+            out[lang] = [where[lang][p] for p in (shared + rest)[:quota]]
+        return out
 
     def fires_in(self, lang: str) -> np.ndarray:
         rows = [i for i, s in enumerate(self.sentences) if s.lang == lang]
@@ -60,14 +73,15 @@ class _Scan:
 
 def causal_table(model, sae, hook: str, pool: pl.DataFrame, tested: Mapping[int, Sequence[str]],
                  maxacts: pl.DataFrame, langs: Sequence[str], cfg: CausalConfig, *,
-                 n_scored_pairs: int, timings: dict[str, float] | None = None) -> pl.DataFrame:
-    """One row per tested feature and per control (see the package docstring for the columns).
-    `pool`: the held-out pairs' rows (``pair_id, lang, text``) in scan order; `maxacts`: the
-    scored pairs' max table (``pair_id, lang, feature_id, value, token_id``)."""
+                 n_scored_pairs: int, timings: dict[str, float] | None = None,
+                 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """(one row per tested feature and per control, see the package docstring for the columns;
+    the whole-dictionary estimate, or None when ``attribution_pairs`` is 0). `pool`: the
+    held-out pairs' rows (``pair_id, lang, text``) in scan order; `maxacts`: the scored pairs'
+    max table (``pair_id, lang, feature_id, value, token_id``)."""
     langs = list(langs)
     timings = {} if timings is None else timings
     d_sae = int(sae.cfg.d_sae)
-    contexts = cfg.contexts_for(langs)
     t0 = time.perf_counter()
     with torch.inference_mode():
         scan = _Scan(model, sae, hook, tokenize(model.tokenizer, pool, cfg.max_tokens),
@@ -76,56 +90,76 @@ def causal_table(model, sae, hook: str, pool: pl.DataFrame, tested: Mapping[int,
     log.info("scanned %d held-out sentences in %.1f s", len(scan.sentences), timings["scan"])
 
     rates, alive = firing_rates(maxacts, langs, d_sae, n_scored_pairs)
+    magnitude = feature_magnitude(sae, maxacts)
     in_pool = np.stack([scan.fires_in(lang) for lang in langs])
     tested_ids = sorted(tested)
     is_tested = np.zeros(d_sae, dtype=bool)
     is_tested[tested_ids] = True
     measured = [f for f in tested_ids if in_pool[:, f].any()]
-    controls = control_features(rates, alive & ~is_tested & in_pool.all(0), measured,
+    controls = control_features(rates, magnitude, alive & ~is_tested & in_pool.all(0), measured,
                                 cfg.controls)
-    features = tested_ids + controls
     log.info("%d features under test (%d fire in the held-out pool), %d controls",
              len(tested_ids), len(measured), len(controls))
 
-    # Ablation: sentence by sentence, the clean run beside every feature chosen for it.
     t0 = time.perf_counter()
+    effects = _ablate(model, sae, hook, scan, tested_ids, controls, langs, cfg)
+    timings["ablation"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    steer = _steer(model, sae, hook, Resumer.for_hook(model, hook), tested_ids, maxacts, langs,
+                   cfg.contexts_for(langs), cfg)
+    timings["steering"] = time.perf_counter() - t0
+
+    table = assemble(tested_ids, controls, tested, rates, magnitude, effects, steer, langs, cfg,
+                     model.tokenizer)
+    attribution = None
+    if cfg.attribution_pairs:
+        t0 = time.perf_counter()
+        attribution = attribution_table(model, sae, hook, scan, langs, cfg.attribution_pairs,
+                                        alive, rates, magnitude)
+        timings["attribution"] = time.perf_counter() - t0
+    log.info("causal table: %d rows; %s", table.height,
+             ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    return table, attribution
+
+
+def feature_magnitude(sae, maxacts: pl.DataFrame) -> np.ndarray:
+    """Per feature, the size of what an ablation removes where it fires: the median of its
+    nonzero per-sentence maxima (scored pairs) times its decoder norm (NaN if it never fires)."""
+    d_sae = int(sae.cfg.d_sae)
+    median = median_activation(maxacts, range(d_sae))
+    norm = sae.W_dec.detach().float().norm(dim=1).cpu().numpy()
+    return np.array([median[f] for f in range(d_sae)]) * norm
+
+
+def _ablate(model, sae, hook: str, scan: _Scan, tested: Sequence[int], controls: Sequence[int],
+            langs: Sequence[str], cfg: CausalConfig) -> dict[tuple[int, str], list[Effect]]:
+    """Per (feature, language), its Effect on each of its sentences: sentence by sentence,
+    the clean run beside every feature chosen for it."""
     work: dict[int, list[Ablation]] = defaultdict(list)
-    for f in features:
-        for lang in langs:
-            for i in scan.chosen(f, lang, cfg.pairs_per_lang):
-                work[i].append(Ablation(f, int(scan.first[i, f])))
+    for features, quota in ((tested, cfg.pairs_per_lang), (controls, cfg.control_sentences)):
+        for f in features:
+            for idx in scan.chosen(f, langs, quota, cfg.seed).values():
+                for i in idx:
+                    work[i].append(Ablation(f, int(scan.first[i, f])))
     resumer = Resumer.for_hook(model, hook)
-    deltas: dict[tuple[int, str], list[float]] = defaultdict(list)
-    base: dict[tuple[int, str], list[float]] = defaultdict(list)
     device = scan.acts[0].device if scan.acts else torch.device("cpu")
-    bank = LossBank(model)
-    queued = []
+    out: dict[tuple[int, str], list[Effect]] = defaultdict(list)
     with torch.inference_mode(), tqdm(total=sum(len(v) for v in work.values()),
                                       desc="causal ablation", unit="ablation", file=sys.stderr,
                                       mininterval=5) as bar:
         for i in sorted(work):
-            tokens = torch.tensor(scan.sentences[i].token_ids, device=device)
+            sentence = scan.sentences[i]
             jobs = sorted(work[i], key=lambda a: (a.start, a.feature))
-            pending = queue_sentence(bank, resumer, sae, tokens, scan.acts[i], scan.real[i],
-                                     jobs, cfg.batch_size, cfg.window)
-            queued += [(a.feature, scan.sentences[i].lang, p) for a, p in zip(jobs, pending)]
+            got = sentence_effects(resumer, sae, torch.tensor(sentence.token_ids, device=device),
+                                   scan.acts[i], scan.real[i], jobs, cfg.batch_size, cfg.window,
+                                   cfg.top_k)
+            for a, e in zip(jobs, got):
+                out[(a.feature, sentence.lang)].append(e)
             bar.update(len(jobs))
-        losses = bank.losses()
-    for (f, lang, _), (d, b) in zip(queued, read_deltas(losses, [q[2] for q in queued])):
-        deltas[(f, lang)].append(d)
-        base[(f, lang)].append(b)
-    timings["ablation"] = time.perf_counter() - t0
-    log.info("ablated %d (sentence, feature) pairs on %d sentences in %.1f s",
-             sum(len(v) for v in work.values()), len(work), timings["ablation"])
-
-    t0 = time.perf_counter()
-    steer = _steer(model, sae, hook, resumer, features, maxacts, langs, contexts, cfg)
-    timings["steering"] = time.perf_counter() - t0
-
-    table = _assemble(features, set(controls), tested, rates, deltas, base, steer, langs, cfg,
-                      model.tokenizer, maxacts)
-    log.info("causal table: %d rows in %.1f s of steering", table.height, timings["steering"])
-    return table
+    log.info("ablated %d (sentence, feature) pairs on %d sentences",
+             sum(len(v) for v in work.values()), len(work))
+    return out
 
 
 def _steer(model, sae, hook: str, resumer: Resumer, features: Sequence[int],
@@ -159,45 +193,3 @@ def _steer(model, sae, hook: str, resumer: Resumer, features: Sequence[int],
     steer = np.full_like(sums, np.nan)
     steer[ok] = sums[ok] / counts[None, :, None]
     return {"words": words, "alphas": alphas, "steer": steer}
-
-
-def _assemble(features: Sequence[int], controls: set[int], tested: Mapping[int, Sequence[str]],
-              rates: np.ndarray, deltas, base, steer: Mapping[str, object], langs: Sequence[str],
-              cfg: CausalConfig, tokenizer, maxacts) -> pl.DataFrame:
-    n = len(features)
-    eff = np.full((n, len(langs), 3), np.nan)
-    count = np.zeros((n, len(langs)), dtype=np.uint32)
-    clean = np.full((n, len(langs)), np.nan)
-    for k, f in enumerate(features):
-        for j, lang in enumerate(langs):
-            d = deltas.get((f, lang), [])
-            eff[k, j] = effect_interval(d, cfg.bootstrap, (cfg.seed, f, j))
-            count[k, j] = len(d)
-            if d:
-                clean[k, j] = float(np.mean(base[(f, lang)]))
-    is_control = np.array([f in controls for f in features], dtype=bool)
-    bars = np.array([control_bar(eff[is_control, j, 0]) for j in range(len(langs))])
-    cols: dict[str, object] = {
-        "feature_id": pl.Series(features, dtype=pl.UInt32),
-        "source": [",".join(tested.get(f, ["control"])) for f in features],
-        "is_control": is_control,
-        "verdict": [verdict(eff[k, :, 0], bars, langs) for k in range(n)],
-        "firing_rate": rates[np.asarray(features, dtype=np.int64)] if n else np.zeros(0),
-    }
-    for j, lang in enumerate(langs):
-        cols[f"effect_{lang}"] = eff[:, j, 0]
-        cols[f"effect_{lang}_lo"] = eff[:, j, 1]
-        cols[f"effect_{lang}_hi"] = eff[:, j, 2]
-        cols[f"n_sentences_{lang}"] = pl.Series(count[:, j], dtype=pl.UInt32)
-        cols[f"control_p95_{lang}"] = np.full(n, bars[j])
-        cols[f"clean_loss_{lang}"] = clean[:, j]
-    cols["alpha"] = np.asarray(steer["alphas"], dtype=np.float64)
-    words = steer["words"]
-    for lang in langs:
-        cols[f"words_{lang}"] = pl.Series(
-            [tokenizer.convert_ids_to_tokens(words[f][lang]) for f in features],
-            dtype=pl.List(pl.String))
-    for c, ctx in enumerate(langs):
-        for w, word in enumerate(langs):
-            cols[f"steer_{ctx}_{word}"] = steer["steer"][:, c, w]
-    return pl.DataFrame(cols).sort("is_control", "feature_id")

@@ -68,44 +68,54 @@ def firing_rates(maxacts: pl.DataFrame, langs: Sequence[str], d_sae: int, n_pair
     return rate, (per_lang > 0).all(0)
 
 
-def control_features(rates: np.ndarray, candidates: np.ndarray, targets: Sequence[int],
-                     n: int) -> list[int]:
-    """`n` candidate features matched to the firing rates of `targets`, quantile by quantile:
-    for the target rates' quantiles at (k + 0.5) / n, k = 0..n-1 (each a target's own rate),
-    the unused candidate of nearest log firing rate (ties by feature id). The controls then spread over the rates the
-    tested features have (a top list mixes near-dead features with very frequent ones), rather
-    than bunching at their median."""
-    pool = np.flatnonzero(candidates)
+def control_features(rates: np.ndarray, magnitude: np.ndarray, candidates: np.ndarray,
+                     targets: Sequence[int], n: int) -> list[int]:
+    """`n` candidate features matched to `targets` on firing rate and activation magnitude
+    (what an ablation's size follows): in the plane (log rate, log magnitude), each axis scaled
+    by the candidates' spread, control slot k takes the unused candidate nearest to target
+    k mod T (targets in order of log rate; ties by feature id). Every target then has about
+    n / T controls of its own, and the controls follow the targets' joint distribution instead
+    of bunching at its centre."""
+    pool = np.flatnonzero(candidates & np.isfinite(magnitude) & (magnitude > 0))
+    targets = [t for t in targets if np.isfinite(magnitude[t]) and magnitude[t] > 0] or \
+        list(targets)
     if n == 0 or pool.size == 0 or len(targets) == 0:
         return []
-    log_rate = np.log(np.maximum(rates, 1e-12))
-    # inverted_cdf: each wanted rate is one of the targets' own (interpolating between a rare
-    # and a frequent feature would match a rate neither has)
-    wanted = np.quantile(log_rate[np.asarray(targets)], (np.arange(n) + 0.5) / n,
-                         method="inverted_cdf")
+    point = np.stack([np.log(np.maximum(rates, 1e-12)),
+                      np.log(np.where(magnitude > 0, magnitude, np.nan))], axis=1)
+    scale = np.nanstd(point[pool], axis=0)
+    point = point / np.where(scale > 0, scale, 1.0)
+    order = sorted(targets, key=lambda t: (point[t, 0], t))
     chosen: list[int] = []
     free = np.ones(pool.size, dtype=bool)
-    for w in wanted:
+    for k in range(n):
         if not free.any():
             break
-        dist = np.where(free, np.abs(log_rate[pool] - w), np.inf)
-        k = int(np.argmin(dist))  # argmin takes the first: pool is sorted by feature id
-        chosen.append(int(pool[k]))
-        free[k] = False
+        want = np.nan_to_num(point[order[k % len(order)]], nan=0.0)
+        dist = np.where(free, ((point[pool] - want) ** 2).sum(1), np.inf)
+        at = int(np.argmin(dist))  # argmin takes the first: pool is sorted by feature id
+        chosen.append(int(pool[at]))
+        free[at] = False
     return sorted(chosen)
 
 
 def heldout_pool(pairs: pl.DataFrame, train_path: str | Path, score_path: str | Path,
-                 pairs_path: str | Path, n_pairs: int, seed: int) -> pl.DataFrame:
+                 pairs_path: str | Path, n_pairs: int, seed: int, part: int = 0) -> pl.DataFrame:
     """Up to `n_pairs` pairs in neither split, in a seeded order (column ``order``), every
-    language's row of each."""
+    language's row of each: part k of the seeded permutation of the held-out pairs, so parts
+    0, 1, 2 are disjoint pools."""
     used = pl.concat([pl.read_parquet(p, columns=["pair_id"]) for p in (train_path, score_path)])
     ids = np.setdiff1d(pairs["pair_id"].unique().to_numpy(), used["pair_id"].to_numpy())
     if ids.size == 0:
         raise InputError(pairs_path, "pair_id", "no held-out pairs: every pair is in the SAE's "
                          "training split or the scored split",
                          "use a larger corpus, or fewer split.train_pairs / split.score_pairs")
-    order = np.random.default_rng(seed).permutation(np.sort(ids))[:n_pairs]
+    order = np.random.default_rng(seed).permutation(np.sort(ids))[part * n_pairs:
+                                                                    (part + 1) * n_pairs]
+    if order.size == 0:
+        raise InputError(pairs_path, "pair_id", f"{ids.size} held-out pairs hold no part "
+                         f"{part} of {n_pairs} pairs", "use a smaller causal.pool_part or "
+                         "causal.pool_pairs")
     keyed = pl.DataFrame({"pair_id": order.astype(np.uint32),
                           "order": np.arange(order.size, dtype=np.int64)})
     return (pairs.with_columns(pl.col("pair_id").cast(pl.UInt32)).join(keyed, on="pair_id")

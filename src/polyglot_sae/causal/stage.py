@@ -36,10 +36,12 @@ def causal_file(*, model_dir: str | Path, sae_dir: str | Path, hook: str,
                 pairs_path: str | Path, train_path: str | Path, score_path: str | Path,
                 maxacts_path: str | Path, scores: Mapping[str, str | Path],
                 out_path: str | Path, langs: Sequence[str], config: CausalConfig,
-                figure_path: str | Path | None = None, sae_id: str = "") -> pl.DataFrame:
-    """Run the causal check and write its table (and, with `figure_path`, its figure).
-    `scores`: method -> that method's score table (``feature_id, dead, rank``; ``class`` for
-    paired)."""
+                figure_path: str | Path | None = None, sae_id: str = "",
+                attribution_path: str | Path | None = None) -> pl.DataFrame:
+    """Run the causal check and write its table (and, with `figure_path`, its figure; with
+    `attribution_path`, the whole-dictionary estimate, empty when
+    ``causal.attribution_pairs`` is 0). `scores`: method -> that method's score table
+    (``feature_id, dead, rank``; ``class`` for paired)."""
     from polyglot_sae.device import resolve_device
     from polyglot_sae.model.load import check_hook, load_model, load_spec
     from polyglot_sae.model.saes import check_sae_fits, load_sae
@@ -56,7 +58,7 @@ def causal_file(*, model_dir: str | Path, sae_dir: str | Path, hook: str,
                                  extra=config.features, d_sae=d_sae)
     pairs = pl.read_parquet(pairs_path).filter(pl.col("lang").is_in(langs))
     pool = heldout_pool(pairs, train_path, score_path, pairs_path, config.pool_pairs,
-                        config.seed)
+                        config.seed, config.pool_part)
     meta = read_metadata(maxacts_path)
     have = pl.read_parquet_schema(maxacts_path)
     if "token_id" not in have:
@@ -71,14 +73,18 @@ def causal_file(*, model_dir: str | Path, sae_dir: str | Path, hook: str,
     check_hook(model, hook, where)
     check_sae_fits(sae, model, hook, where)
     timings = {"load": time.perf_counter() - t0}
-    table = causal_table(model, sae, hook, pool, tested, maxacts, langs, config,
-                         n_scored_pairs=n_scored, timings=timings)
+    table, attribution = causal_table(model, sae, hook, pool, tested, maxacts, langs, config,
+                                      n_scored_pairs=n_scored, timings=timings)
     provenance = {"causal": asdict(config), "langs": langs, "hook": hook, "sae_id": sae_id,
                   "sae_path": str(sae_dir), "d_sae": d_sae, "model": load_spec(model_dir),
                   "heldout_pairs_scanned": int(pool["pair_id"].n_unique()),
                   "score_tables": {m: str(p) for m, p in scores.items()},
                   "timings_s": {k: round(v, 2) for k, v in timings.items()}}
     write_parquet(table, out_path, provenance)
+    if attribution_path is not None:
+        if attribution is None:
+            attribution = pl.DataFrame(schema={"feature_id": pl.UInt32})
+        write_parquet(attribution, attribution_path, provenance)
     if figure_path is not None:
         from .plots import plot_causal
 
@@ -96,3 +102,17 @@ def causal_figure_file(table_path: str | Path, out_path: str | Path, langs: Sequ
             f"{meta['causal']['controls']} controls" if "causal" in meta else ""
     return plot_causal(pl.read_parquet(table_path), out_path, list(langs),
                        note="; ".join(x for x in (note, extra) if x))
+
+
+def dictionary_figure_file(attribution_path: str | Path, score_paths: Sequence[str | Path],
+                           out_path: str | Path, langs: Sequence[str], note: str = "") -> Path:
+    """The whole-dictionary figure from the attribution table (and the paired scores, when
+    given, for the classes)."""
+    from .plots import plot_dictionary
+
+    meta = read_metadata(attribution_path)
+    scores = pl.read_parquet(score_paths[0]) if score_paths else None
+    extra = (f"{meta['causal']['attribution_pairs']} held-out pairs"
+             if "causal" in meta else "")
+    return plot_dictionary(pl.read_parquet(attribution_path), scores, out_path, list(langs),
+                           note="; ".join(x for x in (note, extra) if x))
