@@ -110,6 +110,9 @@ def real_inputs(run_dir: Path, corpus_dir: Path, model_dir: Path, sae_dir: Path,
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..causal.config import CausalConfig
+
+    default = CausalConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny generated inputs")
     parser.add_argument("--run-dir", type=Path, default=Path("results/default"))
@@ -119,38 +122,41 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path("resources/saes/gemma-3-270m/l12-jumprelu-2k"))
     parser.add_argument("--sae-id", default="l12-jumprelu-2k")
     parser.add_argument("--methods", default="paired,exact,seed")
-    parser.add_argument("--class-top-n", type=int, default=0,
-                        help="also this many of each paired class (causal.class_top_n)")
-    parser.add_argument("--top-n", type=int, default=20)
-    parser.add_argument("--pool-pairs", type=int, default=400)
-    parser.add_argument("--pairs-per-lang", type=int, default=20)
-    parser.add_argument("--controls", type=int, default=20)
-    parser.add_argument("--window", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=32)
+    for name in ("top_n", "class_top_n", "pool_pairs", "pool_part", "pairs_per_lang",
+                 "control_sentences", "controls", "window", "top_k", "attribution_pairs",
+                 "batch_size"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int,
+                            default=getattr(default, name))
+    parser.add_argument("--calibrate", action="store_true",
+                        help="the tested features replaced by random rate-matched ones")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None,
-                        help="where to keep the table and figure (default: a temp dir)")
+                        help="where to keep the tables and figures (default: a temp dir)")
     args = parser.parse_args(argv)
 
     import torch
 
     from ..atomic_io import read_metadata
-    from ..causal.config import CausalConfig
     from ..causal.stage import causal_file
     from ..causal.verdict import headline
 
     torch.set_num_threads(args.threads)
-    config = CausalConfig(top_n=args.top_n, class_top_n=args.class_top_n, pool_pairs=args.pool_pairs,
-                          pairs_per_lang=args.pairs_per_lang, controls=args.controls,
-                          window=args.window, batch_size=args.batch_size, device="cpu")
+    settings = {k: getattr(args, k) for k in (
+        "top_n", "class_top_n", "pool_pairs", "pool_part", "pairs_per_lang",
+        "control_sentences", "controls", "window", "top_k", "attribution_pairs", "batch_size",
+        "calibrate")}
+    config = CausalConfig(**settings, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
         if args.tiny:
             inputs = tiny_inputs(Path(tmp) / "inputs")
-            config = CausalConfig(top_n=min(args.top_n, 5), class_top_n=args.class_top_n,
-                                  pool_pairs=min(args.pool_pairs, 20), pairs_per_lang=4,
-                                  controls=min(args.controls, 5), window=args.window,
-                                  batch_size=args.batch_size, device="cpu")
+            config = CausalConfig(**{**settings, "top_n": min(args.top_n, 5),
+                                     "pool_pairs": min(args.pool_pairs, 20),
+                                     "pairs_per_lang": 4, "control_sentences": 3,
+                                     "controls": min(args.controls, 8),
+                                     "attribution_pairs": min(args.attribution_pairs, 4)},
+                                  device="cpu")
         else:
             missing = [p for p in (args.run_dir, args.corpus_dir, args.model_dir, args.sae_dir)
                        if not p.exists()]
@@ -162,18 +168,23 @@ def main(argv: list[str] | None = None) -> int:
                                  args.sae_id, args.methods.split(","))
         t0 = time.perf_counter()
         table = causal_file(**inputs, out_path=out / "causal.parquet",
-                            figure_path=out / "causal.png", config=config)
+                            figure_path=out / "causal.png", config=config,
+                            attribution_path=out / "attribution.parquet")
         wall = time.perf_counter() - t0
         phases = read_metadata(out / "causal.parquet")["timings_s"]
 
     tested = table.filter(~pl.col("is_control"))
+    n_abl = int(table["n_sentences_en"].sum() + table["n_sentences_es"].sum())
     print(f"causal_file: {wall:.1f} s wall on {torch.get_num_threads()} thread(s); "
           f"{tested.height} features tested, {table.height - tested.height} controls; "
-          f"{int(table['n_sentences_en'].sum() + table['n_sentences_es'].sum())} "
-          f"(feature, sentence) ablations; phases (s): {phases}")
-    print(f"verdicts: {dict(table.group_by('verdict').len().sort('verdict').iter_rows())}")
-    print(f"control p95: en {table['control_p95_en'][0]:.4f}, es {table['control_p95_es'][0]:.4f}"
-          " nats/token")
+          f"{n_abl} (feature, sentence) ablations; phases (s): {phases}")
+    verdicts = tested["verdict"].to_list()
+    called = sum(v == "both" or v.startswith("one:") for v in verdicts)
+    measured = sum(v != "untested" for v in verdicts)
+    print(f"verdicts: {dict(tested.group_by('verdict').len().sort('verdict').iter_rows())}; "
+          f"called (both or one-language): {called} of {measured} measured")
+    print(f"control p95 of KL: en {table['control_p95_en'][0]:.4g}, "
+          f"es {table['control_p95_es'][0]:.4g} nats per position")
     print(headline(table))
     return 0
 

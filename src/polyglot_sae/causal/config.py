@@ -87,6 +87,10 @@ class CausalConfig:
     # Whole-dictionary estimate: held-out pairs (per language, the pool's first ones) on which
     # every feature's effect is estimated by attribution (`attribution`); 0: off.
     attribution_pairs: int = 64
+    # Calibration: the tested features replaced by random alive features matched to them on
+    # firing rate (each drawn among the 10 of nearest rate). Nothing singles them out, so the
+    # share called `both` or `one:{L}` measures the false-positive rate of the verdicts.
+    calibrate: bool = False
     # auto: cuda when available, else cpu (see polyglot_sae.device).
     device: str = "auto"
 

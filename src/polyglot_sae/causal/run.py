@@ -21,7 +21,8 @@ from polyglot_sae.model.load import special_token_ids
 from .config import CausalConfig
 from .attribution import attribution_table
 from .engine import Ablation, Effect, Resumer, first_firing, sentence_effects, steering_deltas
-from .select import control_features, feature_words, firing_rates, median_activation
+from .select import (calibration_features, control_features, feature_words, firing_rates,
+                     median_activation)
 from .table import assemble
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,10 @@ def causal_table(model, sae, hook: str, pool: pl.DataFrame, tested: Mapping[int,
     rates, alive = firing_rates(maxacts, langs, d_sae, n_scored_pairs)
     magnitude = feature_magnitude(sae, maxacts)
     in_pool = np.stack([scan.fires_in(lang) for lang in langs])
+    if cfg.calibrate:
+        picked = calibration_features(rates, alive & in_pool.any(0) & ~np.isin(
+            np.arange(d_sae), list(tested)), sorted(tested), cfg.seed)
+        tested = {f: [f"calibration:top{len(picked)}"] for f in picked}
     tested_ids = sorted(tested)
     is_tested = np.zeros(d_sae, dtype=bool)
     is_tested[tested_ids] = True

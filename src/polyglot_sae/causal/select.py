@@ -99,6 +99,27 @@ def control_features(rates: np.ndarray, magnitude: np.ndarray, candidates: np.nd
     return sorted(chosen)
 
 
+def calibration_features(rates: np.ndarray, candidates: np.ndarray, targets: Sequence[int],
+                         seed: int, nearest: int = 10) -> list[int]:
+    """Per target, a random candidate among the `nearest` unused ones of closest log firing
+    rate (seeded): features like the tested ones in how often they fire, chosen by chance."""
+    pool = np.flatnonzero(candidates)
+    log_rate = np.log(np.maximum(rates, 1e-12))
+    rng = np.random.default_rng([seed, 7])
+    free = np.ones(pool.size, dtype=bool)
+    chosen = []
+    for t in targets:
+        dist = np.where(free, np.abs(log_rate[pool] - log_rate[t]), np.inf)
+        near = np.argsort(dist, kind="stable")[:nearest]
+        near = near[np.isfinite(dist[near])]
+        if near.size == 0:
+            break
+        at = int(rng.choice(near))
+        chosen.append(int(pool[at]))
+        free[at] = False
+    return sorted(chosen)
+
+
 def heldout_pool(pairs: pl.DataFrame, train_path: str | Path, score_path: str | Path,
                  pairs_path: str | Path, n_pairs: int, seed: int, part: int = 0) -> pl.DataFrame:
     """Up to `n_pairs` pairs in neither split, in a seeded order (column ``order``), every
