@@ -189,7 +189,8 @@ def load_model(model_dir: str | Path, device: str = "cpu", dtype: torch.dtype = 
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
-        if spec["source"] == "gemma3_gguf" or spec.get("local_path"):
+        # a prepared folder holds the weights (not so an old hf spec without local_path or hub)
+        if spec["source"] == "gemma3_gguf" or spec.get("local_path") or spec.get("hub"):
             kwargs["hf_model"] = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
             kwargs["tokenizer"] = AutoTokenizer.from_pretrained(model_dir)
         loader = (HookedSAETransformer.from_pretrained_no_processing if spec["no_processing"]
