@@ -160,7 +160,7 @@ def fetched(hub, tmp_path_factory):
     fetch_requests = list(hub.requests)
     hub.requests.clear()
     run_hub(workdir, hub, ACTS)
-    return workdir, fetch.stdout, fetch_requests, list(hub.requests)
+    return workdir, fetch.stdout + fetch.stderr, fetch_requests, list(hub.requests)
 
 
 def test_fetch_rules_run_locally_and_record_provenance(fetched, hub):
