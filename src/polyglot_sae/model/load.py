@@ -144,7 +144,8 @@ def prepare_model(cfg: ModelConfig, out_dir: str | Path) -> Path:
             _prepare_tiny(cfg, tmp)
         elif cfg.source == "hf" and cfg.local_path:
             shutil.copytree(cfg.local_path, tmp, dirs_exist_ok=True)
-        # source hf without local_path: weights stay in the user's hub cache; only the spec is kept
+        # source hf without local_path: in the workflow the fetch_model rule writes this folder
+        # (polyglot_sae.hub.fetch); called directly, only the spec is kept (the hub at load time)
         _save_spec(tmp, cfg, extra)
 
     return write_dir(write, out_dir)
