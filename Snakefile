@@ -12,10 +12,18 @@ configfile: "config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+# The jobs that reach the hub run where Snakemake runs (workflow/rules/hub.smk).
+localrules:
+    fetch_model,
+    fetch_sae,
+    fetch_corpus,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/hub.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/paired.smk"

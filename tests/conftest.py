@@ -29,7 +29,7 @@ needs_sword = pytest.mark.skipif(
 # using the CPU that its waits on SLURM leave, and test_workflow then reads that DAG. Scopes are
 # handed out in collection order, so the long ones go first and the short ones fill in.
 LONG_FILES = ("test_slurm.py", "test_workflow.py", "test_languages.py", "test_faults.py",
-              "test_layer_sweep.py", "test_slow_gemma.py")
+              "test_layer_sweep.py", "test_slow_gemma.py", "test_hub.py")
 SPLIT_FILES = ("test_languages.py",)
 JOINED_FILES = {"test_slurm.py": "tiny-dag", "test_workflow.py": "tiny-dag", "test_api.py": "tiny-dag",
                 "test_explorer.py": "tiny-dag"}

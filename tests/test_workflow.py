@@ -462,5 +462,7 @@ def test_seed_preset_builds_its_dag(tmp_path):
     jobs = planned_jobs(tmp_path)
     # Extraction jobs are planned once the `shards` checkpoint has cut the corpus.
     assert jobs["shards"] == 1 and "extract" not in jobs
-    assert jobs["build_sae"] == 1 and jobs["score"] == 2
+    assert jobs["fetch_sae"] == 1 and jobs["score"] == 2
+    # the hub stages (localrules, workflow/rules/hub.smk): the model and OPUS Books fetched
+    assert jobs["fetch_model"] == jobs["fetch_corpus"] == 1 and "build_sae" not in jobs
     assert "cache_train_acts" not in jobs  # a pretrained SAE needs no training activations

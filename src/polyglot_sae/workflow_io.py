@@ -29,8 +29,14 @@ def rule_log(smk) -> Iterator[logging.Logger]:
         torch.set_num_threads(max(1, int(getattr(smk, "threads", 1))))
     try:
         yield logging.getLogger(smk.rule)
-    except Exception:
+    except Exception as exc:
         traceback.print_exc(file=handle)
+        from polyglot_sae.hub.offline import offline_error
+
+        hub = offline_error(smk.rule, exc)  # a job reaching for the hub, which it must not
+        if hub is not None:
+            print(hub, file=handle)
+            raise hub from exc
         raise
     finally:
         sys.stdout, sys.stderr = old_out, old_err

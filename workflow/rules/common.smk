@@ -63,6 +63,8 @@ def corpus_sources(wildcards):
         return dict(c["files"])
     if c["source"] == "opus_books" and c.get("opus", {}).get("local_path"):
         return {"opus": c["opus"]["local_path"]}
+    if c["source"] == "opus_books":  # the fetch_corpus rule's copy (hub.smk)
+        return {"hub": f"resources/corpora/{wildcards.corpus}/opus.parquet"}
     return {}
 
 

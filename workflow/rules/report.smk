@@ -47,7 +47,7 @@ rule feature_pages:
         cfg=lambda w: {
             "langs": config["corpus"]["langs"],
             "title": f"{w.sae}: bilingual features (method {w.method})",
-            **config["pages"],
+            **page_settings(config["pages"], PRETRAINED.get(w.sae)),
         },
     script:
         "../scripts/feature_pages.py"
@@ -72,7 +72,7 @@ rule explorer:
         cfg=lambda w: {
             "langs": config["corpus"]["langs"],
             "title": f"{w.sae}: bilingual features (method paired)",
-            **config["pages"],
+            **page_settings(config["pages"], PRETRAINED.get(w.sae)),
         },
     script:
         "../scripts/explorer.py"

@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from polyglot_sae.errors import InputError
 
@@ -114,7 +115,10 @@ def _load_sword(cfg: CorpusConfig) -> tuple[dict[str, list[str]], list[str]]:
 def _load_opus(cfg: CorpusConfig) -> dict[str, list[str]]:
     import datasets
 
-    if cfg.opus_local_path:
+    if cfg.opus_local_path and Path(cfg.opus_local_path).suffix == ".parquet":
+        # the hub split as the fetch_corpus rule wrote it (polyglot_sae.hub.fetch)
+        ds = datasets.Dataset(datasets.table.InMemoryTable(pq.read_table(cfg.opus_local_path)))
+    elif cfg.opus_local_path:
         ds = datasets.load_from_disk(cfg.opus_local_path)
         if isinstance(ds, datasets.DatasetDict):
             ds = ds[cfg.opus_split]

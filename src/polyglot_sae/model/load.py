@@ -144,7 +144,8 @@ def prepare_model(cfg: ModelConfig, out_dir: str | Path) -> Path:
             _prepare_tiny(cfg, tmp)
         elif cfg.source == "hf" and cfg.local_path:
             shutil.copytree(cfg.local_path, tmp, dirs_exist_ok=True)
-        # source hf without local_path: weights stay in the user's hub cache; only the spec is kept
+        # source hf without local_path: in the workflow the fetch_model rule writes this folder
+        # (polyglot_sae.hub.fetch); called directly, only the spec is kept (the hub at load time)
         _save_spec(tmp, cfg, extra)
 
     return write_dir(write, out_dir)
@@ -189,7 +190,8 @@ def load_model(model_dir: str | Path, device: str = "cpu", dtype: torch.dtype = 
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
-        if spec["source"] == "gemma3_gguf" or spec.get("local_path"):
+        # a prepared folder holds the weights (not so an old hf spec without local_path or hub)
+        if spec["source"] == "gemma3_gguf" or spec.get("local_path") or spec.get("hub"):
             kwargs["hf_model"] = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
             kwargs["tokenizer"] = AutoTokenizer.from_pretrained(model_dir)
         loader = (HookedSAETransformer.from_pretrained_no_processing if spec["no_processing"]
