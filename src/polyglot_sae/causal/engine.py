@@ -12,16 +12,19 @@ a row's logits do not depend on the other rows)."""
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from polyglot_sae.errors import InputError
 
-from .shift import clean_rows, shifts
+from .shift import Unembedding, clean_rows, shifts
 
 # Rows per unembedding block: [CHUNK, d_vocab] float32 logits (64 MiB at 262k) at a time. Every
 # block has exactly this many rows (the last one zero-padded), so a row's logits never depend on
@@ -153,42 +156,97 @@ class Effect:
     positions: int
 
 
+# Clean rows gathered from many sentences before their softmax statistics are computed: each
+# pass over the unembedding (671 MB for Gemma-3-270M, memory-bound) then serves this many rows.
+CLEAN_ROWS = 256
+
+
+@dataclass
+class _Queued:
+    """One batch's rows, waiting for the clean rows' statistics."""
+
+    item: int  # which sentence
+    clean: Tensor  # [positions, d_model]: the clean row where some window needs it
+    targets: Tensor  # [positions]: the next token at each
+    ablated: Tensor  # [rows, d_model]: every ablation's window, one after the other
+    which: Tensor  # [rows]: the clean position each ablated row is compared with
+    lengths: list[int]  # positions of each ablation
+
+
+def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Float[Tensor, "pos d"],
+                                                          torch.Tensor, Sequence[Ablation]]],
+            batch_size: int, window: int | None = None, top_k: int = 0,
+            unembed: Unembedding | None = None) -> list[list[Effect]]:
+    """Per sentence ``(tokens, acts, real, ablations)``, each ablation's ``Effect`` over the
+    positions from its start to the end of the sentence, or `window` of them. A sentence's
+    ablations run ``batch_size - 1`` at a time beside its clean run, each batch only as long as
+    its windows need (the model is causal); the shifts (``shift``; ``top_k``: its
+    approximation, 0: exact) are computed CLEAN_ROWS clean rows at a time across sentences.
+    ``unembed``: the run's ``shift.Unembedding``, built here when not given."""
+    unembed = unembed or Unembedding(resumer.model)
+    out: list[list[Effect]] = [[] for _ in items]
+    queue: list[_Queued] = []
+    bar = tqdm(total=sum(len(x[3]) for x in items), desc="causal ablation", unit="ablation",
+               file=sys.stderr, mininterval=5, disable=len(items) < 2)
+    for item, (tokens, acts, real, ablations) in enumerate(items):
+        n = tokens.shape[0]
+        for lo in range(0, len(ablations), batch_size - 1):
+            group = ablations[lo:lo + batch_size - 1]
+            ends = [n - 1 if window is None else min(n - 1, a.start + window) for a in group]
+            if any(a.start < 0 or a.start >= e for a, e in zip(group, ends)):
+                raise ValueError("an ablation's start must leave a position to predict")
+            length = max(ends) + 1  # tokens the needed predictions depend on (causal model)
+            x = acts[:length]
+            codes = sae.encode(x.to(sae.dtype))
+            rows = [x] + [ablate(sae, x, a.feature, real[:length], codes) for a in group]
+            final = resumer.final_resid(tokens[:length].expand(len(rows), -1), torch.stack(rows))
+            # the clean row only where some window needs it: each clean position costs a pass
+            # over the whole vocabulary
+            spans = [torch.arange(a.start, e) for a, e in zip(group, ends)]
+            needed = torch.unique(torch.cat(spans))
+            slot = torch.full((length,), -1, dtype=torch.long)
+            slot[needed] = torch.arange(needed.numel())
+            needed = needed.to(tokens.device)
+            queue.append(_Queued(
+                item, final[0, needed], tokens[needed + 1],
+                torch.cat([final[i, a.start:e] for i, (a, e) in
+                           enumerate(zip(group, ends), start=1)]),
+                torch.cat([slot[span] for span in spans]),
+                [e - a.start for a, e in zip(group, ends)]))
+            bar.update(len(group))
+            if sum(q.clean.shape[0] for q in queue) >= CLEAN_ROWS:
+                _settle(resumer.model, queue, top_k, unembed, out)
+                queue = []
+    if queue:
+        _settle(resumer.model, queue, top_k, unembed, out)
+    bar.close()
+    return out
+
+
+def _settle(model, queue: Sequence[_Queued], top_k: int, unembed: Unembedding,
+            out: list[list[Effect]]) -> None:
+    """The queued batches' effects, appended to their sentences' lists in queue order."""
+    offsets = np.cumsum([0] + [q.clean.shape[0] for q in queue])
+    clean = clean_rows(model, torch.cat([q.clean for q in queue]),
+                       torch.cat([q.targets for q in queue]), top_k, unembed)
+    which = torch.cat([q.which + int(o) for q, o in zip(queue, offsets)]).to(clean.normed.device)
+    kl, dce = shifts(model, clean, which, torch.cat([q.ablated for q in queue]), unembed)
+    ce = -clean.logp_target[which]
+    at = 0
+    for q in queue:
+        for k in q.lengths:
+            out[q.item].append(Effect(float(kl[at:at + k].mean()), float(dce[at:at + k].mean()),
+                                      float(ce[at:at + k].mean()), k))
+            at += k
+
+
 def sentence_effects(resumer: Resumer, sae, tokens: Int[Tensor, " pos"],
                      acts: Float[Tensor, "pos d"], real: torch.Tensor,
                      ablations: Sequence[Ablation], batch_size: int, window: int | None = None,
-                     top_k: int = 0) -> list[Effect]:
-    """Per ablation, its ``Effect`` over the positions from its start to the end of the
-    sentence, or `window` of them. The ablations run ``batch_size - 1`` at a time beside the
-    sentence's clean run, each batch only as long as its windows need (the model is causal);
-    the shifts are computed by ``shift`` (``top_k``: its approximation; 0: exact)."""
-    n = tokens.shape[0]
-    out: list[Effect] = []
-    per_batch = batch_size - 1
-    for lo in range(0, len(ablations), per_batch):
-        group = ablations[lo:lo + per_batch]
-        ends = [n - 1 if window is None else min(n - 1, a.start + window) for a in group]
-        if any(a.start < 0 or a.start >= e for a, e in zip(group, ends)):
-            raise ValueError("an ablation's start must leave a position to predict")
-        length = max(ends) + 1  # tokens the needed predictions depend on (causal model)
-        x = acts[:length]
-        codes = sae.encode(x.to(sae.dtype))
-        rows = [x] + [ablate(sae, x, a.feature, real[:length], codes) for a in group]
-        final = resumer.final_resid(tokens[:length].expand(len(rows), -1), torch.stack(rows))
-        first = min(a.start for a in group)
-        clean = clean_rows(resumer.model, final[0, first:length - 1], tokens[first + 1:length],
-                           top_k)
-        which = torch.cat([torch.arange(a.start - first, e - first) for a, e in zip(group, ends)])
-        kl, dce = shifts(resumer.model, clean, which.to(final.device),
-                         torch.cat([final[i, a.start:e] for i, (a, e) in
-                                    enumerate(zip(group, ends), start=1)]))
-        ce = -clean.logp_target[which.to(final.device)]
-        at = 0
-        for a, e in zip(group, ends):
-            k = e - a.start
-            out.append(Effect(float(kl[at:at + k].mean()), float(dce[at:at + k].mean()),
-                              float(ce[at:at + k].mean()), k))
-            at += k
-    return out
+                     top_k: int = 0, unembed: Unembedding | None = None) -> list[Effect]:
+    """``effects`` of one sentence."""
+    return effects(resumer, sae, [(tokens, acts, real, ablations)], batch_size, window, top_k,
+                   unembed)[0]
 
 
 def steering_deltas(resumer: Resumer, sae, tokens: Int[Tensor, " pos"],

@@ -4,7 +4,6 @@ feature on its sentences, steer it in the neutral contexts, and tabulate with th
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -12,7 +11,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 import torch
-from tqdm.auto import tqdm
 
 from polyglot_sae.activations.extract import Sentence, hook_batches, tokenize
 from polyglot_sae.errors import InputError
@@ -20,7 +18,8 @@ from polyglot_sae.model.load import special_token_ids
 
 from .config import CausalConfig
 from .attribution import attribution_table
-from .engine import Ablation, Effect, Resumer, first_firing, sentence_effects, steering_deltas
+from .engine import Ablation, Effect, Resumer, effects, first_firing, steering_deltas
+from .shift import Unembedding
 from .select import (calibration_features, control_features, feature_words, firing_rates,
                      median_activation)
 from .table import assemble
@@ -148,20 +147,18 @@ def _ablate(model, sae, hook: str, scan: _Scan, tested: Sequence[int], controls:
                 for i in idx:
                     work[i].append(Ablation(f, int(scan.first[i, f])))
     resumer = Resumer.for_hook(model, hook)
+    unembed = Unembedding(model)
     device = scan.acts[0].device if scan.acts else torch.device("cpu")
     out: dict[tuple[int, str], list[Effect]] = defaultdict(list)
-    with torch.inference_mode(), tqdm(total=sum(len(v) for v in work.values()),
-                                      desc="causal ablation", unit="ablation", file=sys.stderr,
-                                      mininterval=5) as bar:
-        for i in sorted(work):
-            sentence = scan.sentences[i]
-            jobs = sorted(work[i], key=lambda a: (a.start, a.feature))
-            got = sentence_effects(resumer, sae, torch.tensor(sentence.token_ids, device=device),
-                                   scan.acts[i], scan.real[i], jobs, cfg.batch_size, cfg.window,
-                                   cfg.top_k)
-            for a, e in zip(jobs, got):
-                out[(a.feature, sentence.lang)].append(e)
-            bar.update(len(jobs))
+    order = sorted(work)
+    jobs = {i: sorted(work[i], key=lambda a: (a.start, a.feature)) for i in order}
+    with torch.inference_mode():
+        got = effects(resumer, sae, [(torch.tensor(scan.sentences[i].token_ids, device=device),
+                                      scan.acts[i], scan.real[i], jobs[i]) for i in order],
+                      cfg.batch_size, cfg.window, cfg.top_k, unembed)
+    for i, per in zip(order, got):
+        for a, e in zip(jobs[i], per):
+            out[(a.feature, scan.sentences[i].lang)].append(e)
     log.info("ablated %d (sentence, feature) pairs on %d sentences",
              sum(len(v) for v in work.values()), len(work))
     return out
