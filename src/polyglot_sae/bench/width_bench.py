@@ -38,6 +38,10 @@ def _rss() -> int:
 def _child(args: argparse.Namespace) -> int:
     from .null_bench import _RssWatch
 
+    if args.encode_block_mib is not None:  # to compare with the one-block encode
+        from ..activations import extract
+
+        extract.ENCODE_BLOCK_BYTES = args.encode_block_mib << 20
     x = Inputs(Path(args.work), args.d_sae, args.pairs)
     before = _rss()
     with _RssWatch() as watch:
@@ -62,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--extract-pairs", type=int, default=160)
     parser.add_argument("--lens-vocab", type=int, default=16_384)
     parser.add_argument("--mcs-rows", type=int, default=4096)
+    parser.add_argument("--encode-block-mib", type=int, default=None,
+                        help="extract/sae_eval: dense encoder block (default: the library's)")
     parser.add_argument("--tmp", default=None, help="where the inputs go")
     parser.add_argument("--stage", choices=list(STAGES), help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.shard_pairs is None:
         args.shard_pairs = 375 if args.pairs <= 1500 else 6000
     corpus = [s for s in args.stages if s in CORPUS_STAGES]
+    failed = 0
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="width-") as tmp:
         work = Path(tmp)
         if corpus:
@@ -100,12 +107,13 @@ def main(argv: list[str] | None = None) -> int:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
                 print(f"{stage} | {args.d_sae:,} | {args.pairs:,} | FAILED (rc "
                       f"{proc.returncode}) | | | {' / '.join(tail)}", flush=True)
+                failed += 1
                 continue
             r = json.loads(lines[-1].split(" ", 1)[1])
             print(f"{stage} | {args.d_sae:,} | {args.pairs:,} | {r['wall']:.1f} | "
                   f"{r['peak'] / 2**30:.2f} | {r['before'] / 2**30:.2f} | {r['note']}",
                   flush=True)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
