@@ -67,3 +67,33 @@ def test_sae_evaluation_in_encoder_blocks_equals_one_block(tiny_model, sae, pair
         assert whole[lang]["l0"] > 0
         for key, value in whole[lang].items():
             assert blocks[lang][key] == pytest.approx(value, rel=1e-6, abs=1e-9), (lang, key)
+
+
+def test_word_level_in_feature_blocks_equals_one_pass():
+    """Word-level statistics of a wide SAE go in blocks of features, one pass over the shards
+    each: the same table as one pass, whatever the block (one ending mid-way included)."""
+    from polyglot_sae.bench.words_bench import links_table, synthetic_corpus, synthetic_shard
+    from polyglot_sae.paired.word_level import word_level_stats
+
+    n, d_sae = 120, 40
+    src, trg, where = synthetic_corpus(n)
+    rng = np.random.default_rng(1)
+    shards = [synthetic_shard(np.arange(lo, lo + 60), src, where, d_sae, 4, rng)
+              for lo in (0, 60)]
+    shards = [(acts.collect().lazy(), tokmap) for acts, tokmap in shards]
+    texts = pl.DataFrame({"pair_id": np.repeat(np.arange(n), 2).astype(np.uint32),
+                          "lang": ["en", "es"] * n,
+                          "text": [" ".join(s) for pair in zip(src, trg) for s in pair]})
+
+    def run(block):
+        return word_level_stats(shards, {("en", "es"): links_table(n, where)}, texts,
+                                scored=np.arange(n), d_sae=d_sae, langs=["en", "es"],
+                                replicates=19, feature_block=block)
+
+    whole, examples = run(None)
+    assert whole.height == d_sae and whole["r_word"].is_not_null().sum() > d_sae // 2
+    assert examples.height > 0
+    for block in (1, 7, 40):
+        stats, ex = run(block)
+        assert stats.equals(whole), block
+        assert ex.equals(examples), block
