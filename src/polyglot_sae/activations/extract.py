@@ -83,7 +83,7 @@ class _Encoded:
 # batch of 32 sentences x 40 tokens at 1,048,576 latents would be 5.4 GB dense in float32, and
 # the JumpReLU encode holds about three such tensors at once. Narrower SAEs (rows x d_sae under
 # the limit) keep the one-block path, whose copy to the host overlaps the next forward on CUDA.
-ENCODE_BLOCK_BYTES = 1 << 30
+ENCODE_BLOCK_BYTES = 512 << 20
 
 
 def encode_sparse(sae, resid: Float[torch.Tensor, "n d_model"], block_bytes: int

@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--permutations", type=int, default=1000)
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--extract-pairs", type=int, default=160)
+    parser.add_argument("--eval-pairs", type=int, default=60, help="sae_eval (default config)")
     parser.add_argument("--lens-vocab", type=int, default=16_384)
     parser.add_argument("--mcs-rows", type=int, default=4096)
     parser.add_argument("--encode-block-mib", type=int, default=None,

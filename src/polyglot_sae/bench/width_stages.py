@@ -238,8 +238,9 @@ def sae_eval(x: Inputs, args) -> str:
     model, sae, hook = _tiny_model(x.work), _sae(x.d_sae), "blocks.1.hook_resid_post"
     _resid_scale(model, sae, hook)
     cfg = ExtractConfig(forward="transformer_lens", max_tokens=128, device="cpu")
-    q = evaluate_sae(model, sae, hook, _texts(60), cfg)
-    return f"60 pairs, batch 8; L0 en {q['en']['l0']:.0f}; tiny 2-layer d_model-640 model"
+    q = evaluate_sae(model, sae, hook, _texts(args.eval_pairs), cfg)
+    return (f"{args.eval_pairs} pairs, batch 8; L0 en {q['en']['l0']:.0f}; tiny 2-layer "
+            "d_model-640 model")
 
 
 def logit_lens(x: Inputs, args) -> str:
@@ -279,11 +280,15 @@ def mcs(x: Inputs, args) -> str:
     # B: a full dictionary of d_sae rows; A: its first mcs_rows rows. Memory holds both whole;
     # compute is rows x d_sae, so the full d_sae x d_sae comparison takes d_sae / rows times
     # as long (the ladder's reference comparisons are of this shape).
+    # Past 2 GiB per dictionary, A is built with only its compared rows, to keep this run
+    # under the shared machine's memory; the stage itself would hold A whole as well.
+    whole = x.d_sae * D_MODEL * 4 <= 2 << 30
     b = random_dictionary(x.d_sae, D_MODEL, 0)
-    a = random_dictionary(x.d_sae, D_MODEL, 1)
+    a = random_dictionary(x.d_sae if whole else args.mcs_rows, D_MODEL, 1)
     best, _ = max_cosine_similarity(a[: args.mcs_rows], b, device="cpu")
     return (f"{args.mcs_rows:,} of {x.d_sae:,} rows against {x.d_sae:,} (time x"
-            f"{x.d_sae / args.mcs_rows:.0f} for all); mean MCS {best.mean():.3f}")
+            f"{x.d_sae / args.mcs_rows:.0f} for all); A held "
+            f"{'whole' if whole else 'only its compared rows'}; mean MCS {best.mean():.3f}")
 
 
 STAGES = {"reduce": reduce, "score": score, "paired": paired, "words": words, "classes": classes,
