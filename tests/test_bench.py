@@ -44,7 +44,7 @@ def test_listing_names_every_bench_without_importing_torch():
     (("words", "--pairs", "300", "--features", "64", "--l0", "4", "--shard-pairs", "100",
       "--bootstrap", "20", "--skip-align"), "word-level statistics"),
     (("explorer", "--features", "300"), "errors: none"),
-    (("width", "--d-sae", "256", "--pairs", "40", "--permutations", "9", "--bootstrap", "9",
+    (("width", "--d-sae", "256", "--pairs", "40", "--permutations", "9", "--bootstrap", "20",
       "--stages", "reduce", "score", "paired", "words", "classes", "lexicon", "pages", "summary",
       "logit_lens", "mcs", "--lens-vocab", "512", "--mcs-rows", "64"), "mcs | 256 | 40 |"),
 ], ids=["null", "storage", "reduce", "scaling", "gpu_extract", "hooks", "causal", "words",
