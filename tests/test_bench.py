@@ -21,7 +21,7 @@ def test_listing_names_every_bench_without_importing_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     for name in ("extract", "hooks", "causal", "gpu_extract", "null", "paired", "logit_lens", "storage", "reduce",
-                 "scaling", "words", "explorer"):
+                 "scaling", "words", "explorer", "width"):
         assert f"  {name} " in out.stdout
     assert out.stdout.strip().endswith("False")
 
@@ -44,7 +44,10 @@ def test_listing_names_every_bench_without_importing_torch():
     (("words", "--pairs", "300", "--features", "64", "--l0", "4", "--shard-pairs", "100",
       "--bootstrap", "20", "--skip-align"), "word-level statistics"),
     (("explorer", "--features", "300"), "errors: none"),
+    (("width", "--d-sae", "256", "--pairs", "40", "--permutations", "9", "--bootstrap", "20",
+      "--stages", "reduce", "score", "paired", "words", "classes", "lexicon", "pages", "summary",
+      "logit_lens", "mcs", "--lens-vocab", "512", "--mcs-rows", "64"), "mcs | 256 | 40 |"),
 ], ids=["null", "storage", "reduce", "scaling", "gpu_extract", "hooks", "causal", "words",
-        "explorer"])
+        "explorer", "width"])
 def test_bench_runs_at_tiny_size(args, expect):
     assert expect in _run(*args)

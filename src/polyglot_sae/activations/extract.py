@@ -73,8 +73,37 @@ class _Encoded:
 
     sentence: Int[np.ndarray, " n_real"]  # index into the sentence list, per real token
     pos: Int[np.ndarray, " n_real"]
-    acts: Float[torch.Tensor, "n_real d_sae"]
+    acts: Float[torch.Tensor, "n_real d_sae"] | None  # None when encoded in blocks (`sparse`)
     ready: torch.cuda.Event | None  # recorded after `acts` on CUDA
+    # (token, feature, value) of the nonzero activations, when the batch was encoded in blocks
+    sparse: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+
+# The dense (tokens x d_sae) activations of one encoder block stay under this many bytes: a
+# batch of 32 sentences x 40 tokens at 1,048,576 latents would be 5.4 GB dense in float32, and
+# the JumpReLU encode holds about three such tensors at once. Narrower SAEs (rows x d_sae under
+# the limit) keep the one-block path, whose copy to the host overlaps the next forward on CUDA.
+ENCODE_BLOCK_BYTES = 512 << 20
+
+
+def encode_sparse(sae, resid: Float[torch.Tensor, "n d_model"], block_bytes: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(token, feature, value) of the nonzero SAE activations of ``resid``, encoded in blocks of
+    rows whose dense activations fit ``block_bytes``; only one block is dense at a time."""
+    d_sae = int(sae.cfg.d_sae)
+    step = max(1, block_bytes // (d_sae * torch.finfo(sae.dtype).bits // 8))
+    tokens, feats, values = [], [], []
+    for lo in range(0, resid.shape[0], step):
+        acts = sae.encode(resid[lo:lo + step])
+        token, feat = acts.nonzero(as_tuple=True)
+        values.append(acts[token, feat])
+        tokens.append(token + lo)
+        feats.append(feat)
+        del acts
+    if not tokens:
+        empty = torch.zeros(0, dtype=torch.int64, device=resid.device)
+        return empty, empty, torch.zeros(0, dtype=sae.dtype, device=resid.device)
+    return torch.cat(tokens), torch.cat(feats), torch.cat(values)
 
 
 def _encode(sae, b: Batch, hook_acts: Float[torch.Tensor, "batch pos d_model"],
@@ -87,6 +116,11 @@ def _encode(sae, b: Batch, hook_acts: Float[torch.Tensor, "batch pos d_model"],
     flat = torch.from_numpy(rows_np * width + pos_np).to(hook_acts.device, non_blocking=True)
     with torch.inference_mode():
         resid = hook_acts.reshape(-1, hook_acts.shape[-1]).index_select(0, flat)
+        dense_bytes = resid.shape[0] * int(sae.cfg.d_sae) * torch.finfo(sae.dtype).bits // 8
+        if dense_bytes > ENCODE_BLOCK_BYTES:
+            sparse = encode_sparse(sae, resid.to(sae.dtype), ENCODE_BLOCK_BYTES)
+            return _Encoded(b.index[rows_np].astype(np.int32), pos_np.astype(np.uint16), None,
+                            None, sparse)
         acts = sae.encode(resid.to(sae.dtype))
     ready = None
     if acts.is_cuda:
@@ -101,11 +135,15 @@ def _to_host(e: _Encoded, side_stream) -> dict[str, np.ndarray]:
     waits for `nonzero`'s count and converts."""
     with torch.inference_mode(), (torch.cuda.stream(side_stream) if side_stream is not None
                                   else contextlib.nullcontext()):
-        if side_stream is not None:
-            side_stream.wait_event(e.ready)
-            e.acts.record_stream(side_stream)
-        token, feat = e.acts.nonzero(as_tuple=True)
-        value = e.acts[token, feat].float().cpu().numpy()
+        if e.sparse is not None:  # encoded in blocks, already sparse (and synchronised)
+            token, feat, value = e.sparse
+            value = value.float().cpu().numpy()
+        else:
+            if side_stream is not None:
+                side_stream.wait_event(e.ready)
+                e.acts.record_stream(side_stream)
+            token, feat = e.acts.nonzero(as_tuple=True)
+            value = e.acts[token, feat].float().cpu().numpy()
         token = token.cpu().numpy()
         feat = feat.cpu().numpy()
     return {"sentence": e.sentence[token], "token_pos": e.pos[token],

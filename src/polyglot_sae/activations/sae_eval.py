@@ -9,6 +9,7 @@ import polars as pl
 import torch
 import torch.nn.functional as F
 
+from polyglot_sae.activations import extract
 from polyglot_sae.activations.extract import ExtractConfig
 from polyglot_sae.activations.forward import hook_batches, tokenize
 from polyglot_sae.model.load import special_token_ids
@@ -25,10 +26,11 @@ class _Totals:
         self.ce_spliced = 0.0
         self.ce_tokens = 0
 
-    def add_recon(self, x: torch.Tensor, feats: torch.Tensor, recon: torch.Tensor) -> None:
+    def add_recon(self, x: torch.Tensor, active: torch.Tensor, recon: torch.Tensor) -> None:
+        """``active``: the firing latents of each of ``x``'s tokens."""
         x64 = x.double()
         self.tokens += x.shape[0]
-        self.active += float((feats > 0).sum())
+        self.active += float(active.sum())
         self.sq_err += float(((recon.double() - x64) ** 2).sum())
         self.sum_sq += float((x64**2).sum())
         s = x64.sum(0)
@@ -55,6 +57,23 @@ def _next_token_loss(logits: torch.Tensor, tokens: torch.Tensor, lengths: list[i
     return (losses * keep.to(losses.device)).sum(1)
 
 
+def _encode_decode(sae, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(firing latents per position, reconstruction) of a (batch, pos, d_model) batch, encoded
+    in blocks of positions whose dense activations fit ``extract.ENCODE_BLOCK_BYTES`` (a batch
+    of 8 x 128 positions at 1M latents would be 4 GiB per dense tensor)."""
+    flat = resid.reshape(-1, resid.shape[-1])
+    row_bytes = int(sae.cfg.d_sae) * torch.finfo(sae.dtype).bits // 8
+    step = max(1, extract.ENCODE_BLOCK_BYTES // row_bytes)
+    recon = torch.empty_like(flat)
+    active = torch.empty(flat.shape[0], dtype=torch.int64, device=flat.device)
+    for lo in range(0, flat.shape[0], step):
+        feats = sae.encode(flat[lo:lo + step].to(sae.dtype))
+        recon[lo:lo + step] = sae.decode(feats).to(resid.dtype)
+        active[lo:lo + step] = (feats > 0).sum(-1)
+        del feats
+    return active.view(resid.shape[:-1]), recon.view_as(resid)
+
+
 @torch.inference_mode()
 def evaluate_sae(model, sae, hook: str, pairs: pl.DataFrame, cfg: ExtractConfig,
                  batch_size: int = 8) -> dict[str, dict[str, float]]:
@@ -64,11 +83,10 @@ def evaluate_sae(model, sae, hook: str, pairs: pl.DataFrame, cfg: ExtractConfig,
     for b in hook_batches(model, hook, sentences, batch_size, desc="evaluate", with_logits=True):
         resid, tokens = b.acts, b.tokens
         mask = torch.from_numpy(b.real(special)).to(resid.device)
-        feats = sae.encode(resid.to(sae.dtype))
-        recon = sae.decode(feats).to(resid.dtype)
+        active, recon = _encode_decode(sae, resid)
         for row, s in enumerate(b.sentences):
             m = mask[row]
-            totals[s.lang].add_recon(resid[row][m], feats[row][m], recon[row][m])
+            totals[s.lang].add_recon(resid[row][m], active[row][m], recon[row][m])
 
         def splice(act, hook=None, recon=recon, mask=mask):  # noqa: ARG001
             return torch.where(mask.unsqueeze(-1), recon, act)

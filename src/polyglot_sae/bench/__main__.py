@@ -25,6 +25,7 @@ BENCHMARKS = {
     "causal": "causal_bench",
     "words": "words_bench",
     "explorer": "explorer_bench",
+    "width": "width_bench",
 }
 
 

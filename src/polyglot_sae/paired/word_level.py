@@ -30,6 +30,9 @@ shared-string share the maximum, as ``paired`` does):
 Memory is bounded by one extraction shard: every sum is accumulated shard by shard, a
 shard's word activations held feature-major and passed over by the compiled kernels of
 ``word_kernels`` (a feature's per-pair sums folded into its bootstrap row pair by pair).
+The bootstrap sums are d_sae x 5 x (B + 1) float64 per language pair (2.1 GB at 262,144
+latents and B = 200, 8.4 GB at 1M): wider SAEs are done in blocks of features whose sums fit
+``WORD_BLOCK_BYTES``, one pass over the shards per block (every statistic is per feature).
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ from . import word_kernels
 from .kernels import min_over, pearson
 from .stats import bootstrap_weights
 from .word_kernels import COUNTS, SUMS
+
+# Bootstrap sums of one block of features (per language pair) stay under this many bytes.
+WORD_BLOCK_BYTES = 1 << 30
 
 EXAMPLES_SCHEMA = {"feature_id": pl.UInt32, "langs": pl.String, "pair_id": pl.UInt32,
                    "word_a": pl.UInt16, "word_b": pl.UInt16, "x": pl.Float32, "y": pl.Float32}
@@ -84,14 +90,29 @@ def word_level_stats(shards: Sequence[tuple[pl.LazyFrame, pl.DataFrame]],
                      links: Mapping[tuple[str, str], pl.DataFrame], texts: pl.DataFrame, *,
                      scored: np.ndarray, d_sae: int, langs: Sequence[str], replicates: int = 200,
                      level: float = 0.95, seed: int = 0, n_examples: int = 3,
-                     ) -> tuple[pl.DataFrame, pl.DataFrame]:
+                     feature_block: int | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(per-feature statistics, top co-fired links per feature and language pair).
 
     ``shards``: per extraction shard, (its activation rows ``pair_id, lang, token_pos,
     feature_id, value``, its token-to-word map ``pair_id, lang, token_pos, word``);
     ``links``: (a, b) -> link table of the align stage; ``texts``: ``pair_id, lang, text``
-    of the scored pairs; ``scored``: the scored pair ids (the bootstrap's verses).
+    of the scored pairs; ``scored``: the scored pair ids (the bootstrap's verses);
+    ``feature_block``: features per pass (default: bootstrap sums under WORD_BLOCK_BYTES).
     """
+    block = feature_block or max(1, WORD_BLOCK_BYTES // (len(SUMS) * (replicates + 1) * 8))
+    if d_sae > block:  # one pass over the shards per block of features (module docstring)
+        parts = []
+        for lo in range(0, d_sae, block):
+            hi = min(d_sae, lo + block)
+            part = [(acts.filter(pl.col("feature_id").is_between(lo, hi, closed="left"))
+                     .with_columns((pl.col("feature_id") - lo).cast(pl.UInt32)), tokmap)
+                    for acts, tokmap in shards]
+            parts.append(word_level_stats(
+                part, links, texts, scored=scored, d_sae=hi - lo, langs=langs,
+                replicates=replicates, level=level, seed=seed, n_examples=n_examples,
+                feature_block=hi - lo))
+            parts[-1] = tuple(t.with_columns(pl.col("feature_id") + lo) for t in parts[-1])
+        return pl.concat([p[0] for p in parts]), pl.concat([p[1] for p in parts])
     langs = list(langs)
     scored = np.sort(np.asarray(scored, dtype=np.int64))
     weights = bootstrap_weights(scored.size, replicates, seed)
