@@ -327,8 +327,9 @@ def test_logit_lens_entries(tmp_path):
 
 
 def test_causal_section_from_the_table(inputs, tmp_path):
-    """The causal check's verdict, effects with intervals, control bars and steering on the
-    feature page; controls and untested ids get no section; the source string is escaped."""
+    """The causal check's verdict, KL and loss effects with intervals, q-values, control bars and
+    steering on the feature page; controls and untested ids get no section; the source string
+    is escaped."""
     from polyglot_sae.report.page_entries import causal_entries
 
     langs = list(inputs.langs)
@@ -338,7 +339,9 @@ def test_causal_section_from_the_table(inputs, tmp_path):
     for i, lang in enumerate(langs):
         row |= {f"effect_{lang}": [0.25 + i, 0.5, 0.0], f"effect_{lang}_lo": [0.125, 0.25, 0.0],
                 f"effect_{lang}_hi": [0.5, 1.0, 0.0], f"n_sentences_{lang}": [20, 7, 20],
-                f"control_p95_{lang}": [0.0625, 0.0625, 0.0625]}
+                f"control_p95_{lang}": [0.0625, 0.0625, 0.0625],
+                f"kl_{lang}": [0.75 + i, 0.5, 0.0], f"kl_{lang}_lo": [0.375, 0.25, 0.0],
+                f"kl_{lang}_hi": [1.5, 1.0, 0.0], f"q_{lang}": [0.03125, 0.5, None]}
         for w in langs:
             row[f"steer_{lang}_{w}"] = [1.5 if w == lang else -0.5, 0.0, 0.0]
     pl.DataFrame(row).write_parquet(tmp_path / "causal.parquet")
@@ -350,8 +353,9 @@ def test_causal_section_from_the_table(inputs, tmp_path):
     section = next(n for n in page.iter("section") if n.attrs.get("id") == "causal")
     assert "one:en" in section.text() and EVIL not in html
     cells = [[td.text() for td in tr.iter("td")] for tr in section.find_tag("table").iter("tr")][1:]
-    assert cells[0] == ["0.25", "0.125 – 0.5", "20", "0.0625"]
-    assert cells[1][0] == "1.25"
+    # KL, its interval, q, the loss increase, sentences, the controls' p95
+    assert cells[0] == ["0.75", "0.375 – 1.5", "0.03125", "0.25", "20", "0.0625"]
+    assert cells[1][0] == "1.75" and cells[1][3] == "1.25"
     untested = next(f for f in select_features(inputs.scores, CONFIG) if f not in entries)
     assert 'id="causal"' not in (out / "features" / f"{untested}.html").read_text(encoding="utf-8")
 

@@ -46,6 +46,8 @@ def tiny_config(workdir, shard_pairs=10, **overrides):
         "report": {"top_k": 4, "n_examples": 2, "eval_pairs": 6},
         "mcs": {"widths": [24, 96], "seeds": [1], "random_seeds": [0, 1]},
         "pages": {"top_n": 5, "n_examples": 2, "top_significant": 2},
+        # the whole-dictionary estimate is off by default; the tiny DAG runs its path
+        "causal": {"attribution_pairs": 4},
         "logit_lens": {"min_count": 2, "min_share": 0.6, "null_directions": 32},
     }
     config.update(overrides)
@@ -244,8 +246,10 @@ def test_full_dag_outputs(tiny_dag):
     assert tested.height >= 4 and set(tested["verdict"]) <= {"both", "one:en", "one:es",
                                                             "neither", "untested"}
     assert (res / "tiny" / "causal" / "tiny-sae.png").exists()
+    assert (res / "tiny" / "causal" / "tiny-sae.dictionary.png").exists()
     summary = (res / "tiny" / "summary.md").read_text()
     assert "Causal check: " in summary and "; paired top 20 — " in summary
+    assert "Whole dictionary (attribution" in summary
     saes = pl.read_parquet(res / "tiny" / "sweeps" / "saes.parquet")
     assert saes.select("sae", "method", "layer").rows() == [("tiny-sae", "exact", 1), ("tiny-sae", "seed", 1)]
     ladder = pl.read_parquet(res / "tiny" / "mcs" / "tiny-sae.ladder.parquet")
@@ -295,8 +299,8 @@ def _edit_config(workdir, edit):
 # What each config change reruns: the README's table, row by row. Sets of rules; "all" aside.
 # The paired method: statistics (bootstrap), then classes, then what reads its scores.
 # The causal check reads every method's scores; the pages and the summary read it.
-READS_CAUSAL = {"causal", "causal_figure", "feature_pages", "page_screenshots", "explorer",
-                "summary"}
+READS_CAUSAL = {"causal", "causal_figure", "causal_dictionary", "feature_pages",
+                "page_screenshots", "explorer", "summary"}
 READS_PAIRED = {"paired_classes", "paired_size_ablation", "sweep_plot", "top_features",
                 "paired_figure", "word_figure", "lexicon_check"} | READS_CAUSAL
 READS_SCORES = {"score", "top_features", "bi_curve", "pvalue_histogram", "monolinguality",

@@ -4,35 +4,44 @@ Every bilingual score is correlational (a feature fires on the same verses in bo
 Here each tested feature is ablated and steered:
 
 Tested: the ``top_n`` of every method's ranking, the ``class_top_n`` of every class of the
-paired method, and ``features`` from the config.
+paired method, and ``features`` from the config (``calibrate``: random alive features matched
+to those on firing rate instead, to measure the verdicts' false-positive rate).
 
-- **Ablation.** On held-out pairs (in neither the SAE's training split nor the scored split),
-  in a seeded order, the first ``pairs_per_lang`` sentences per language where the feature fires
-  (at a real token with a next token to predict). At every real position where it fires its
-  contribution is removed at the hook, ``x' = x - f_i(x) W_dec[i]`` (the SAE's reconstruction
-  error and every other feature kept: where it does not fire, nothing changes, bit for bit), the
-  rest of the model runs (for ``blocks.L.hook_resid_post/pre`` only the blocks after the hook),
-  and the next-token cross-entropy increase is averaged over the positions from the first firing
-  to the end of the sentence (the loss at t predicts token t+1), per sentence, then over
-  sentences: ``effect_{L}``, with a 95% percentile bootstrap interval over sentences
-  (``effect_{L}_lo``, ``_hi``; ``bootstrap`` resamples, seeded per feature and language).
+- **Ablation.** On held-out pairs (part ``pool_part`` of a seeded order of the pairs in neither
+  the SAE's training split nor the scored split), ``pairs_per_lang`` sentences per language
+  drawn at random among those where the feature fires (at a real token with a next token to
+  predict), the verse pairs where it fires in every language first. At every real position
+  where it fires its contribution is removed at the hook, ``x' = x - f_i(x) W_dec[i]`` (the
+  SAE's reconstruction error and every other feature kept: where it does not fire, nothing
+  changes, bit for bit), and the rest of the model runs (for ``blocks.L.hook_resid_post/pre``
+  only the blocks after the hook) as far as the ``window`` positions from the first firing.
+  Per position, KL(clean || ablated) of the next-token distribution (``shift``: over the clean
+  top_k tokens, a lower bound of the exact KL) and the observed token's cross-entropy change;
+  per sentence their means over the window; per feature and language the mean over sentences
+  with a 95% percentile bootstrap interval (``bootstrap`` resamples, seeded per feature and
+  language): ``kl_{L}``, ``effect_{L}`` (cross-entropy).
 - **Controls.** ``controls`` alive features (firing in every language of the scored pairs and
-  in the held-out pool), not tested, matched to the tested features' firing rates quantile by
-  quantile (``select.control_features``). Their effects' 95th percentile per language,
-  ``control_p95_{L}``, is the bar.
-- **Verdict.** ``both``: every language above its bar and the smallest effect at least half the
-  largest; ``one:{L}``: otherwise some language above its bar (L: the largest effect among
-  those); ``neither``; ``untested``: the feature never fired in the held-out pool.
-- **Steering.** ``alpha`` x the feature's median max activation (scored pairs) along W_dec[i],
-  added at the last position of neutral contexts per language; ``steer_{C}_{W}`` is the mean
-  change of log P(next token is one of the feature's words in W) over the contexts of C. The
-  words (``words_{L}``): the ``words_per_lang`` most frequent tokens at its maxima among its
-  ``word_pairs`` top-activating pairs in L.
+  in the held-out pool), not tested, matched to the tested features on firing rate and
+  activation magnitude (``select.control_features``), each on ``control_sentences`` sentences
+  per language.
+- **p-values and verdict** (``verdict``): log KL adjusted for log rate and log magnitude by a
+  fit on the controls; a tested feature's p-value is its rank among the controls' residuals;
+  Benjamini-Hochberg per language. ``both``: q < ``fdr`` in every language; ``one:{L}``: in some
+  (L: the smallest q); ``neither``; ``untested``: never fired in the held-out pool.
+- **Steering** (tested features only). ``alpha`` x the feature's median max activation (scored
+  pairs) along W_dec[i], added at the last position of neutral contexts per language;
+  ``steer_{C}_{W}`` is the mean change of log P(next token is one of the feature's words in W)
+  over the contexts of C. The words (``words_{L}``): the ``words_per_lang`` most frequent tokens
+  at its maxima among its ``word_pairs`` top-activating pairs in L.
+- **The whole dictionary** (``attribution``, when ``attribution_pairs`` > 0): every feature's
+  attribution estimate of its ablation's loss increase per language.
 
 Table ``results/{run}/causal/{sae}.parquet``: ``feature_id, source`` (why it is tested, e.g.
-``paired:top20,seed:top20,paired:concept``; ``control``), ``is_control, verdict, firing_rate``,
-per language ``effect_{L}, effect_{L}_lo, effect_{L}_hi, n_sentences_{L}, control_p95_{L},
-clean_loss_{L}`` (the mean clean loss on the same positions), ``alpha, words_{L}`` and
-``steer_{C}_{W}`` for every pair of languages. Modules: ``config`` (settings), ``select``
-(tables only), ``engine`` (torch numerics), ``verdict``, ``run``, ``stage`` (files), ``plots``.
+``paired:top20,seed:top20,paired:concept``; ``control``), ``is_control, verdict, firing_rate,
+magnitude``, per language ``effect_{L}, effect_{L}_lo, effect_{L}_hi, kl_{L}, kl_{L}_lo,
+kl_{L}_hi, p_{L}, q_{L}, n_sentences_{L}, control_p95_{L}`` (the controls' 95th percentile of
+KL), ``clean_loss_{L}`` (the mean clean loss on the same positions), ``alpha, words_{L}`` and
+``steer_{C}_{W}`` for every pair of languages; ``{sae}.attribution.parquet`` beside it. Modules:
+``config`` (settings), ``select`` (tables only), ``shift`` and ``engine`` (torch numerics),
+``attribution``, ``verdict``, ``table``, ``run``, ``stage`` (files), ``plots``.
 """

@@ -78,3 +78,31 @@ def attribution_table(model, sae, hook: str, scan, langs: Sequence[str], n_pairs
         cols[f"n_attr_{lang}"] = count[lang]
     return pl.DataFrame(cols).with_columns(
         pl.col(f"attr_{lang}").fill_nan(None) for lang in langs)
+
+
+def class_medians(attribution: pl.DataFrame, scores: pl.DataFrame | None,
+                  langs: Sequence[str]) -> pl.DataFrame:
+    """Per ``paired`` class (``all`` without scores): the alive features measured in every
+    language, and the median of ``attr_{L}`` per language, most features first."""
+    need = [f"attr_{lang}" for lang in langs]
+    table = attribution.filter(pl.col("alive") & pl.all_horizontal(
+        pl.col(c).is_not_null() for c in need))
+    if scores is not None and "class" in scores.columns:
+        table = table.join(scores.select("feature_id", "class"), on="feature_id", how="left")
+    else:
+        table = table.with_columns(**{"class": pl.lit("all")})
+    return (table.group_by(pl.col("class").fill_null("other"))
+            .agg(pl.len().alias("features"), *(pl.col(c).median() for c in need))
+            .sort("features", "class", descending=[True, False]))
+
+
+def headline(attribution: pl.DataFrame, scores: pl.DataFrame | None,
+             langs: Sequence[str]) -> str:
+    """One line for the summary: each class's median estimated effect per language."""
+    medians = class_medians(attribution, scores, langs)
+    parts = [f"{row['class']} ({row['features']}) " + " / ".join(
+        f"{row[f'attr_{lang}']:.2g}" for lang in langs) for row in medians.iter_rows(named=True)]
+    return (f"Whole dictionary (attribution estimate of the loss increase when ablated, median "
+            f"per paired class, {' / '.join(langs)}, nats per position): "
+            + ("; ".join(parts) if parts else "no alive feature measured in every language")
+            + ".")

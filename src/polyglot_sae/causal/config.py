@@ -34,10 +34,11 @@ class CausalConfig:
     # the others. 64 gives a bootstrap interval of about +-0.25 standard deviations of the
     # per-sentence effect.
     pairs_per_lang: int = 64
-    # The same for each control. Controls only make the null; a control measured on fewer
-    # sentences has a noisier mean, which widens the null (conservative), at a quarter of the
-    # cost: the 200 controls are most of the ablations.
-    control_sentences: int = 16
+    # The same for each control. Controls only make the null: a control measured on fewer
+    # sentences has a noisier mean, which widens the null (conservative), and the 200 controls
+    # would otherwise be most of the ablations (8 keeps the check within the default run's
+    # budget; 16 costs ~2,700 more ablations, about 3 minutes on 2 cores).
+    control_sentences: int = 8
     # Held-out pairs (in neither the SAE's training split nor the scored split) scanned for
     # firings, in a seeded order. The scan is the model up to the hook, ~50 ms a sentence on
     # 2 CPU cores: a feature firing in fewer than pairs_per_lang / pool_pairs of the sentences
@@ -85,8 +86,10 @@ class CausalConfig:
     # tail moves rigidly); 0: exact over the whole vocabulary (~130x slower at 262k tokens).
     top_k: int = 2048
     # Whole-dictionary estimate: held-out pairs (per language, the pool's first ones) on which
-    # every feature's effect is estimated by attribution (`attribution`); 0: off.
-    attribution_pairs: int = 64
+    # every feature's effect is estimated by attribution (`attribution`); 0: off. Off by
+    # default: on the default run the first-order estimate does not rank features like exact
+    # ablation does (Spearman ~0.1, docs/results.md), and 64 pairs cost ~90 s on 2 cores.
+    attribution_pairs: int = 0
     # Calibration: the tested features replaced by random alive features matched to them on
     # firing rate (each drawn among the 10 of nearest rate). Nothing singles them out, so the
     # share called `both` or `one:{L}` measures the false-positive rate of the verdicts.

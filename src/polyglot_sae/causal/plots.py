@@ -12,6 +12,8 @@ import polars as pl
 
 from polyglot_sae.figures import FigureStyle, new_figure, require_columns, save_figure
 
+from .attribution import class_medians
+
 _VERDICT_COLOURS = {"both": "tab:green", "one": "tab:blue", "neither": "tab:red"}
 _CLASS_COLOURS = {"concept": "tab:green", "context": "tab:olive", "shared_string": "tab:purple",
                   "length": "tab:brown", "weak": "0.7"}
@@ -84,19 +86,19 @@ def plot_dictionary(attribution: pl.DataFrame, scores: pl.DataFrame | None, out:
         table = table.join(scores.select("feature_id", "class"), on="feature_id", how="left")
     else:
         table = table.with_columns(**{"class": pl.lit("all")})
-    cls = table["class"].fill_null("other").str.replace(r"lang_specific:.*", "lang_specific")
-    table = table.with_columns(group=cls)
+    table = table.with_columns(pl.col("class").fill_null("other"))
+    medians = class_medians(attribution, scores, [a, b])
     fig, (ax,) = new_figure(style)
     lin = 1e-4
-    medians = []
-    for group in sorted(set(table["group"].to_list()), key=lambda g: (g == "weak", g)):
-        part = table.filter(pl.col("group") == group)
-        colour = _CLASS_COLOURS.get(group, "tab:blue" if group == "lang_specific" else "tab:gray")
+    for row in medians.iter_rows(named=True):
+        group = row["class"]
+        part = table.filter(pl.col("class") == group)
+        colour = _CLASS_COLOURS.get(group.split(":")[0], "tab:gray")
+        if group.startswith("lang_specific"):
+            colour = "tab:blue" if group.endswith(a) else "tab:red"
         ax.scatter(part[f"attr_{a}"], part[f"attr_{b}"], s=6 if group == "weak" else 12,
-                   color=colour, alpha=0.35 if group == "weak" else 0.8, linewidths=0,
-                   label=None)
-        ma, mb = float(part[f"attr_{a}"].median()), float(part[f"attr_{b}"].median())
-        medians.append((group, ma, mb, part.height))
+                   color=colour, alpha=0.35 if group == "weak" else 0.8, linewidths=0)
+        ma, mb = row[f"attr_{a}"], row[f"attr_{b}"]
         ax.scatter([ma], [mb], marker="X", s=110, color=colour, edgecolors="black",
                    linewidths=0.8, label=f"{group} ({part.height}): median {ma:.2g} / {mb:.2g}")
     ax.set_xscale("symlog", linthresh=lin)

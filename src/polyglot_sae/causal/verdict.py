@@ -130,4 +130,9 @@ def headline(table: pl.DataFrame) -> str:
         if v.count("untested"):
             counts.append(f"{v.count('untested')} untested")
         parts.append(f"{m['method']} top {m['n']} — {', '.join(counts)}")
-    return "Causal check: " + ("; ".join(parts) if parts else "no ranked features tested") + "."
+    n_controls = table.filter(pl.col("is_control")).height
+    basis = (f" Verdicts: KL of the next-token distribution, Benjamini-Hochberg q < fdr against "
+             f"{n_controls} controls matched on firing rate and magnitude."
+             if any(c.startswith("q_") for c in table.columns) else "")
+    return ("Causal check: " + ("; ".join(parts) if parts else "no ranked features tested")
+            + "." + basis)

@@ -113,10 +113,15 @@ class CausalCheck:
     source: str
     # lang -> (mean loss increase when ablated, its 95% interval low, high, sentences), nats
     effects: Mapping[str, tuple[float, float, float, int]]
-    # lang -> the controls' 95th percentile: the bar the effect must clear
+    # lang -> the controls' 95th percentile of KL (drawn beside the effect)
     bars: Mapping[str, float]
     # (context language, words language) -> change of the words' log-probability when added
     steering: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    # lang -> (KL(clean || ablated) per position, its 95% interval low, high): the verdict's
+    # statistic
+    kl: Mapping[str, tuple[float, float, float]] = field(default_factory=dict)
+    # lang -> Benjamini-Hochberg q-value against the controls
+    q: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

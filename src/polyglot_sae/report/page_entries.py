@@ -41,9 +41,13 @@ def causal_entries(table_path: str | Path, langs: Sequence[str]) -> dict[int, Ca
                           int(row[f"n_sentences_{lang}"] or 0)) for lang in langs}
         steering = {(c, w): row[f"steer_{c}_{w}"] for c in langs for w in langs
                     if f"steer_{c}_{w}" in table.columns}
+        kl = {lang: (row[f"kl_{lang}"], row[f"kl_{lang}_lo"], row[f"kl_{lang}_hi"])
+              for lang in langs if f"kl_{lang}" in table.columns}
+        q = {lang: row[f"q_{lang}"] for lang in langs if f"q_{lang}" in table.columns}
         out[int(row["feature_id"])] = CausalCheck(
             verdict=row["verdict"], source=row["source"], effects=effects,
-            bars={lang: row[f"control_p95_{lang}"] for lang in langs}, steering=steering)
+            bars={lang: row[f"control_p95_{lang}"] for lang in langs}, steering=steering,
+            kl=kl, q=q)
     return out
 
 
