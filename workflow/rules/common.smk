@@ -322,7 +322,9 @@ def causal_summary_inputs(wildcards):
     """The causal check's tables, one per SAE, when it runs."""
     if not CAUSAL:
         return {}
-    files = {"causal": expand(f"results/{wildcards.run}/causal/{{sae}}.parquet", sae=SAES)}
+    files = {
+        "causal": expand(f"results/{wildcards.run}/causal/{{sae}}.parquet", sae=SAES)
+    }
     if config["causal"]["attribution_pairs"]:
         files["attribution"] = expand(
             f"results/{wildcards.run}/causal/{{sae}}.attribution.parquet", sae=SAES
