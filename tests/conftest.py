@@ -123,6 +123,26 @@ def tiny_gemma(name: str, **overrides) -> HookedTransformer:
     return model.eval()
 
 
+
+@pytest.fixture(scope="session")
+def real_gemma_dir(tmp_path_factory):
+    """The converted Gemma-3-270M: the default run's when present, else converted from the
+    GGUF (~1 min) once for the whole session, whichever xdist worker asks first (a lock in the
+    workers' shared temporary folder), so that a fresh clone converts it once, not per file."""
+    from filelock import FileLock
+
+    from polyglot_sae.model.load import ModelConfig, prepare_model
+
+    prepared = ROOT / "resources" / "models" / "gemma-3-270m"
+    if (prepared / "polyglot_model.json").exists():
+        return prepared
+    shared = tmp_path_factory.getbasetemp().parent
+    out = shared / "gemma-3-270m"
+    with FileLock(str(shared / "gemma-3-270m.lock")):
+        if not (out / "polyglot_model.json").exists():
+            prepare_model(ModelConfig(), out)
+    return out
+
 def sample_corpus(n: int = 40) -> dict[str, list[str]]:
     """A small aligned corpus with repeated content words, so some features are shared."""
     words_en = ["God", "water", "king", "house", "light", "bread", "city", "river"]

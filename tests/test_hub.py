@@ -34,14 +34,8 @@ MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "to
 
 
 @pytest.fixture(scope="module")
-def local_model_dir(tmp_path_factory):
-    """The default run's converted Gemma-3-270M when present; else convert the GGUF (~1 min)."""
-    from polyglot_sae.model.load import ModelConfig, prepare_model
-
-    prepared = ROOT / "resources" / "models" / "gemma-3-270m"
-    if not (prepared / "polyglot_model.json").exists():
-        prepared = prepare_model(ModelConfig(), tmp_path_factory.mktemp("models") / "gemma-3-270m")
-    return prepared
+def local_model_dir(real_gemma_dir):
+    return real_gemma_dir
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import ROOT, make_jumprelu
+from conftest import make_jumprelu
 
 from polyglot_sae.activations.extract import ExtractConfig, extract_sparse
-from polyglot_sae.model.load import ModelConfig, load_model, load_spec, prepare_model
+from polyglot_sae.model.load import load_model, load_spec
 
 pytestmark = pytest.mark.slow
 HOOK = "blocks.12.hook_resid_post"
@@ -22,13 +22,9 @@ TEXTS = {
 
 
 @pytest.fixture(scope="module")
-def gemma_dir(tmp_path_factory):
-    """Reuse the default run's converted model when present; else convert the GGUF (~1 min)."""
-    prepared = ROOT / "resources" / "models" / "gemma-3-270m"
-    if not (prepared / "polyglot_model.json").exists():
-        prepared = prepare_model(ModelConfig(), tmp_path_factory.mktemp("models") / "gemma-3-270m")
-    assert load_spec(prepared)["source"] == "gemma3_gguf"
-    return prepared
+def gemma_dir(real_gemma_dir):
+    assert load_spec(real_gemma_dir)["source"] == "gemma3_gguf"
+    return real_gemma_dir
 
 
 @pytest.fixture(scope="module")
