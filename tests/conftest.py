@@ -125,7 +125,7 @@ def tiny_gemma(name: str, **overrides) -> HookedTransformer:
 
 
 @pytest.fixture(scope="session")
-def real_gemma_dir(tmp_path_factory):
+def real_gemma_dir(tmp_path_factory, worker_id):
     """The converted Gemma-3-270M: the default run's when present, else converted from the
     GGUF (~1 min) once for the whole session, whichever xdist worker asks first (a lock in the
     workers' shared temporary folder), so that a fresh clone converts it once, not per file."""
@@ -136,7 +136,9 @@ def real_gemma_dir(tmp_path_factory):
     prepared = ROOT / "resources" / "models" / "gemma-3-270m"
     if (prepared / "polyglot_model.json").exists():
         return prepared
-    shared = tmp_path_factory.getbasetemp().parent
+    # under xdist the workers' folders share this session's parent; alone, the session's own
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent
     out = shared / "gemma-3-270m"
     with FileLock(str(shared / "gemma-3-270m.lock")):
         if not (out / "polyglot_model.json").exists():
