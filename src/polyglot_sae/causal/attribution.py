@@ -27,6 +27,7 @@ import polars as pl
 import torch
 
 from .engine import Resumer
+from .shift import final_norm
 
 
 def sentence_attribution(resumer: Resumer, sae, tokens: torch.Tensor, acts: torch.Tensor,
@@ -38,7 +39,7 @@ def sentence_attribution(resumer: Resumer, sae, tokens: torch.Tensor, acts: torc
     x = acts.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         final = resumer.final_resid(tokens[None], x[None])[0]
-        normed = model.ln_final(final[None])[0] if model.cfg.normalization_type else final
+        normed = final_norm(model, final)
         with torch.no_grad():
             p = torch.softmax((normed[:n - 1] @ model.W_U + model.b_U).float(), dim=-1)
             grad = p @ model.W_U.T.float() - model.W_U[:, tokens[1:]].T.float()
@@ -80,19 +81,25 @@ def attribution_table(model, sae, hook: str, scan, langs: Sequence[str], n_pairs
         pl.col(f"attr_{lang}").fill_nan(None) for lang in langs)
 
 
-def class_medians(attribution: pl.DataFrame, scores: pl.DataFrame | None,
-                  langs: Sequence[str]) -> pl.DataFrame:
-    """Per ``paired`` class (``all`` without scores): the alive features measured in every
-    language, and the median of ``attr_{L}`` per language, most features first."""
-    need = [f"attr_{lang}" for lang in langs]
+def with_classes(attribution: pl.DataFrame, scores: pl.DataFrame | None,
+                 langs: Sequence[str]) -> pl.DataFrame:
+    """The alive features measured in every language, each with its ``paired`` class
+    (``all`` without scores, ``other`` for a feature the scores lack)."""
     table = attribution.filter(pl.col("alive") & pl.all_horizontal(
-        pl.col(c).is_not_null() for c in need))
+        pl.col(f"attr_{lang}").is_not_null() for lang in langs))
     if scores is not None and "class" in scores.columns:
         table = table.join(scores.select("feature_id", "class"), on="feature_id", how="left")
     else:
         table = table.with_columns(**{"class": pl.lit("all")})
-    return (table.group_by(pl.col("class").fill_null("other"))
-            .agg(pl.len().alias("features"), *(pl.col(c).median() for c in need))
+    return table.with_columns(pl.col("class").fill_null("other"))
+
+
+def class_medians(attribution: pl.DataFrame, scores: pl.DataFrame | None,
+                  langs: Sequence[str]) -> pl.DataFrame:
+    """Per class of ``with_classes``: its features and the median of ``attr_{L}`` per
+    language, most features first."""
+    return (with_classes(attribution, scores, langs).group_by("class")
+            .agg(pl.len().alias("features"), *(pl.col(f"attr_{lang}").median() for lang in langs))
             .sort("features", "class", descending=[True, False]))
 
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from polyglot_sae.errors import InputError
 
-from .shift import Unembedding, clean_rows, shifts
+from .shift import Unembedding, clean_rows, final_norm, shifts
 
 # Rows per unembedding block: [CHUNK, d_vocab] float32 logits (64 MiB at 262k) at a time. Every
 # block has exactly this many rows (the last one zero-padded), so a row's logits never depend on
@@ -85,7 +85,7 @@ def logit_blocks(model, resid: Float[Tensor, "rows d_model"]):
         n = block.shape[0]
         if n < CHUNK:
             block = torch.cat([block, block.new_zeros(CHUNK - n, block.shape[1])])
-        h = model.ln_final(block[None])[0] if model.cfg.normalization_type is not None else block
+        h = final_norm(model, block)
         torch.mm(h, W_U, out=buf)
         buf.add_(b_U)
         logits = apply_softcap(buf, cap)
@@ -186,6 +186,7 @@ def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Fl
     unembed = unembed or Unembedding(resumer.model)
     out: list[list[Effect]] = [[] for _ in items]
     queue: list[_Queued] = []
+    queued_rows = 0
     bar = tqdm(total=sum(len(x[3]) for x in items), desc="causal ablation", unit="ablation",
                file=sys.stderr, mininterval=5, disable=len(items) < 2)
     for item, (tokens, acts, real, ablations) in enumerate(items):
@@ -214,9 +215,10 @@ def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Fl
                 torch.cat([slot[span] for span in spans]),
                 [e - a.start for a, e in zip(group, ends)]))
             bar.update(len(group))
-            if sum(q.clean.shape[0] for q in queue) >= CLEAN_ROWS:
+            queued_rows += queue[-1].clean.shape[0]
+            if queued_rows >= CLEAN_ROWS:
                 _settle(resumer.model, queue, top_k, unembed, out)
-                queue = []
+                queue, queued_rows = [], 0
     if queue:
         _settle(resumer.model, queue, top_k, unembed, out)
     bar.close()

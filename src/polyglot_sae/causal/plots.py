@@ -12,7 +12,7 @@ import polars as pl
 
 from polyglot_sae.figures import FigureStyle, new_figure, require_columns, save_figure
 
-from .attribution import class_medians
+from .attribution import class_medians, with_classes
 
 _VERDICT_COLOURS = {"both": "tab:green", "one": "tab:blue", "neither": "tab:red"}
 _CLASS_COLOURS = {"concept": "tab:green", "context": "tab:olive", "shared_string": "tab:purple",
@@ -80,13 +80,7 @@ def plot_dictionary(attribution: pl.DataFrame, scores: pl.DataFrame | None, out:
     a, b = list(langs)[:2]
     require_columns(attribution, ["feature_id", "alive", f"attr_{a}", f"attr_{b}"],
                     "attribution table")
-    table = attribution.filter(pl.col("alive") & pl.col(f"attr_{a}").is_not_null()
-                               & pl.col(f"attr_{b}").is_not_null())
-    if scores is not None and "class" in scores.columns:
-        table = table.join(scores.select("feature_id", "class"), on="feature_id", how="left")
-    else:
-        table = table.with_columns(**{"class": pl.lit("all")})
-    table = table.with_columns(pl.col("class").fill_null("other"))
+    table = with_classes(attribution, scores, [a, b])
     medians = class_medians(attribution, scores, [a, b])
     fig, (ax,) = new_figure(style)
     lin = 1e-4

@@ -90,7 +90,8 @@ def causal_table(model, sae, hook: str, pool: pl.DataFrame, tested: Mapping[int,
     log.info("scanned %d held-out sentences in %.1f s", len(scan.sentences), timings["scan"])
 
     rates, alive = firing_rates(maxacts, langs, d_sae, n_scored_pairs)
-    magnitude = feature_magnitude(sae, maxacts)
+    median = median_activation(maxacts, range(d_sae))
+    magnitude = feature_magnitude(sae, median)
     in_pool = np.stack([scan.fires_in(lang) for lang in langs])
     if cfg.calibrate:
         picked = calibration_features(rates, alive & in_pool.any(0) & ~np.isin(
@@ -110,8 +111,8 @@ def causal_table(model, sae, hook: str, pool: pl.DataFrame, tested: Mapping[int,
     timings["ablation"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    steer = _steer(model, sae, hook, Resumer.for_hook(model, hook), tested_ids, maxacts, langs,
-                   cfg.contexts_for(langs), cfg)
+    steer = _steer(model, sae, hook, Resumer.for_hook(model, hook), tested_ids, maxacts, median,
+                   langs, cfg.contexts_for(langs), cfg)
     timings["steering"] = time.perf_counter() - t0
 
     table = assemble(tested_ids, controls, tested, rates, magnitude, effects, steer, langs, cfg,
@@ -127,11 +128,11 @@ def causal_table(model, sae, hook: str, pool: pl.DataFrame, tested: Mapping[int,
     return table, attribution
 
 
-def feature_magnitude(sae, maxacts: pl.DataFrame) -> np.ndarray:
+def feature_magnitude(sae, median: Mapping[int, float]) -> np.ndarray:
     """Per feature, the size of what an ablation removes where it fires: the median of its
-    nonzero per-sentence maxima (scored pairs) times its decoder norm (NaN if it never fires)."""
+    nonzero per-sentence maxima (scored pairs, ``select.median_activation``) times its decoder
+    norm (NaN if it never fires)."""
     d_sae = int(sae.cfg.d_sae)
-    median = median_activation(maxacts, range(d_sae))
     norm = sae.W_dec.detach().float().norm(dim=1).cpu().numpy()
     return np.array([median[f] for f in range(d_sae)]) * norm
 
@@ -165,12 +166,12 @@ def _ablate(model, sae, hook: str, scan: _Scan, tested: Sequence[int], controls:
 
 
 def _steer(model, sae, hook: str, resumer: Resumer, features: Sequence[int],
-           maxacts: pl.DataFrame, langs: Sequence[str], contexts: Mapping[str, Sequence[str]],
-           cfg: CausalConfig) -> dict[str, object]:
-    """Per feature: its words and alpha, and steer_{ctx}_{word} (mean over the contexts)."""
+           maxacts: pl.DataFrame, median: Mapping[int, float], langs: Sequence[str],
+           contexts: Mapping[str, Sequence[str]], cfg: CausalConfig) -> dict[str, object]:
+    """Per feature: its words and alpha, and steer_{ctx}_{word} (mean over the contexts);
+    ``median``: each feature's median max activation (alpha's unit)."""
     words = feature_words(maxacts, features, langs, top_pairs=cfg.word_pairs,
                           k=cfg.words_per_lang)
-    median = median_activation(maxacts, features)
     alphas = [cfg.alpha * median[f] for f in features]
     ok = [k for k, f in enumerate(features) if np.isfinite(alphas[k])]
     sums = np.zeros((len(features), len(langs), len(langs)))

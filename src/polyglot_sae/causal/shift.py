@@ -32,7 +32,8 @@ from torch import Tensor
 BLOCK = 64
 
 
-def _norm(model, resid: Float[Tensor, "rows d_model"]) -> Float[Tensor, "rows d_model"]:
+def final_norm(model, resid: Float[Tensor, "rows d_model"]) -> Float[Tensor, "rows d_model"]:
+    """The final norm before the unembedding (none for a model without one)."""
     return model.ln_final(resid[None])[0] if model.cfg.normalization_type is not None else resid
 
 
@@ -70,7 +71,7 @@ def clean_rows(model, resid: Float[Tensor, "rows d_model"], targets: Int[Tensor,
     logits beside the ablated ones). Log-probabilities stay float32 until the sums (an answer
     of probability 1 - 1e-7 keeps its log, -1e-7, to 7 digits)."""
     W_U, b_U = unembed.W_U, unembed.b_U
-    normed = _norm(model, resid)
+    normed = final_norm(model, resid)
     n = normed.shape[0]
     k = 0 if top_k <= 0 else min(top_k, W_U.shape[1])
     top_ids = torch.empty(n, k, dtype=torch.long, device=normed.device)
@@ -89,7 +90,7 @@ def shifts(model, clean: CleanRows, which: Int[Tensor, " m"], resid: Float[Tenso
            unembed: Unembedding) -> tuple[Float[Tensor, " m"], Float[Tensor, " m"]]:
     """(KL(clean || ablated), dCE of the observed token) of each ablated row, row r compared with
     clean row ``which[r]`` (float64)."""
-    delta = (_norm(model, resid) - clean.normed[which]).double()
+    delta = (final_norm(model, resid) - clean.normed[which]).double()
     dl_target = (delta * unembed.rows[clean.targets[which]].double()).sum(-1)
     if clean.exact:
         log_a, mean_dl = _exact_sums(clean, which, delta, unembed)
