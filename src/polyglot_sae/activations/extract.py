@@ -86,12 +86,18 @@ class _Encoded:
 ENCODE_BLOCK_BYTES = 512 << 20
 
 
+def block_rows(sae, block_bytes: int | None = None) -> int:
+    """Rows whose dense SAE activations fit ``block_bytes`` (default ``ENCODE_BLOCK_BYTES``, read
+    at call time)."""
+    limit = ENCODE_BLOCK_BYTES if block_bytes is None else block_bytes
+    return max(1, limit // (int(sae.cfg.d_sae) * torch.finfo(sae.dtype).bits // 8))
+
+
 def encode_sparse(sae, resid: Float[torch.Tensor, "n d_model"], block_bytes: int
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(token, feature, value) of the nonzero SAE activations of ``resid``, encoded in blocks of
     rows whose dense activations fit ``block_bytes``; only one block is dense at a time."""
-    d_sae = int(sae.cfg.d_sae)
-    step = max(1, block_bytes // (d_sae * torch.finfo(sae.dtype).bits // 8))
+    step = block_rows(sae, block_bytes)
     tokens, feats, values = [], [], []
     for lo in range(0, resid.shape[0], step):
         acts = sae.encode(resid[lo:lo + step])
@@ -116,8 +122,7 @@ def _encode(sae, b: Batch, hook_acts: Float[torch.Tensor, "batch pos d_model"],
     flat = torch.from_numpy(rows_np * width + pos_np).to(hook_acts.device, non_blocking=True)
     with torch.inference_mode():
         resid = hook_acts.reshape(-1, hook_acts.shape[-1]).index_select(0, flat)
-        dense_bytes = resid.shape[0] * int(sae.cfg.d_sae) * torch.finfo(sae.dtype).bits // 8
-        if dense_bytes > ENCODE_BLOCK_BYTES:
+        if resid.shape[0] > block_rows(sae):
             sparse = encode_sparse(sae, resid.to(sae.dtype), ENCODE_BLOCK_BYTES)
             return _Encoded(b.index[rows_np].astype(np.int32), pos_np.astype(np.uint16), None,
                             None, sparse)
@@ -137,13 +142,13 @@ def _to_host(e: _Encoded, side_stream) -> dict[str, np.ndarray]:
                                   else contextlib.nullcontext()):
         if e.sparse is not None:  # encoded in blocks, already sparse (and synchronised)
             token, feat, value = e.sparse
-            value = value.float().cpu().numpy()
         else:
             if side_stream is not None:
                 side_stream.wait_event(e.ready)
                 e.acts.record_stream(side_stream)
             token, feat = e.acts.nonzero(as_tuple=True)
-            value = e.acts[token, feat].float().cpu().numpy()
+            value = e.acts[token, feat]
+        value = value.float().cpu().numpy()
         token = token.cpu().numpy()
         feat = feat.cpu().numpy()
     return {"sentence": e.sentence[token], "token_pos": e.pos[token],

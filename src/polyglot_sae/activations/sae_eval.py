@@ -62,8 +62,7 @@ def _encode_decode(sae, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     in blocks of positions whose dense activations fit ``extract.ENCODE_BLOCK_BYTES`` (a batch
     of 8 x 128 positions at 1M latents would be 4 GiB per dense tensor)."""
     flat = resid.reshape(-1, resid.shape[-1])
-    row_bytes = int(sae.cfg.d_sae) * torch.finfo(sae.dtype).bits // 8
-    step = max(1, extract.ENCODE_BLOCK_BYTES // row_bytes)
+    step = extract.block_rows(sae)
     recon = torch.empty_like(flat)
     active = torch.empty(flat.shape[0], dtype=torch.int64, device=flat.device)
     for lo in range(0, flat.shape[0], step):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,14 +30,9 @@ import torch
 
 from polyglot_sae.logit_lens import core as ll
 from polyglot_sae.logit_lens import token_sets as ts
-from .null_bench import _peak_gib, _RssWatch
+from .null_bench import _peak_gib, _rss, _RssWatch
 
 D_MODEL, D_VOCAB = 640, 262_144  # Gemma-3-270M
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _real_lens(model_dir: Path):

@@ -114,6 +114,12 @@ def _peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+def _rss() -> int:
+    """The resident memory of this process now, bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 class _RssWatch:
     """Peak resident memory over a stretch of the run, sampled every 10 ms (ru_maxrss only
     ever grows, so it cannot tell the scorer's peak from the table generator's)."""
@@ -124,8 +130,7 @@ class _RssWatch:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.01):
-            with open("/proc/self/statm") as statm:
-                self.peak = max(self.peak, int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+            self.peak = max(self.peak, _rss())
 
     def __enter__(self) -> _RssWatch:
         self._thread.start()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,13 +29,8 @@ from pathlib import Path
 from .width_stages import CORPUS_STAGES, STAGES, Inputs, prepare, result_line
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def _child(args: argparse.Namespace) -> int:
-    from .null_bench import _RssWatch
+    from .null_bench import _rss, _RssWatch
 
     if args.encode_block_mib is not None:  # to compare with the one-block encode
         from ..activations import extract

@@ -25,8 +25,6 @@ class PretrainedSAE:
     sae_id: str
     repo_id: str  # the hub repo holding it
     path: str  # its folder (or file) in the repo
-    model: str  # the model it was trained on, as the table names it
-    conversion_func: str | None  # sae-lens' loader for its format
     neuronpedia: str | None  # Neuronpedia's id of the SAE, e.g. gemma-3-270m/12-gemmascope-2-res-16k
 
     @property
@@ -67,6 +65,4 @@ def resolve(release: str, sae_id: str, where: str = "config saes[]") -> Pretrain
                          "use an id of that release in sae-lens' pretrained_saes.yaml")
     sae = saes[sae_id]
     return PretrainedSAE(release=release, sae_id=sae_id, repo_id=entry["repo_id"],
-                         path=str(sae["path"]), model=str(entry.get("model", "")),
-                         conversion_func=entry.get("conversion_func"),
-                         neuronpedia=sae.get("neuronpedia"))
+                         path=str(sae["path"]), neuronpedia=sae.get("neuronpedia"))

@@ -119,6 +119,8 @@ def word_level_stats(shards: Sequence[tuple[pl.LazyFrame, pl.DataFrame]],
     acc = {pair: _Accumulator(d_sae, replicates, n_examples) for pair in combinations(langs, 2)}
     fired = np.zeros((len(langs), d_sae))
     words = np.zeros(len(langs))
+    # per language pair, once: the links of scored pairs
+    scored_links = {pair: links[pair].filter(pl.col("pair_id").is_in(scored)) for pair in acc}
     for acts, tokmap in shards:
         shard = _shard_words(acts, tokmap, langs, d_sae)
         row_feature = np.repeat(np.arange(d_sae), np.diff(shard.ptr))
@@ -127,12 +129,11 @@ def word_level_stats(shards: Sequence[tuple[pl.LazyFrame, pl.DataFrame]],
             fired[i] += np.bincount(row_feature[row_lang == i], minlength=d_sae)
         words += shard.words.sum(axis=0)
         for (a, b), state in acc.items():
-            part = links[(a, b)].filter(pl.col("pair_id").is_in(shard.pairs)
-                                        & pl.col("pair_id").is_in(scored))
-            part = _covered(part, tokmap, a, b)
+            part = _covered(scored_links[(a, b)].filter(pl.col("pair_id").is_in(shard.pairs)),
+                            tokmap, a, b)
             if part.height:
                 _add_shard(state, shard, part, langs.index(a), langs.index(b), scored,
-                           weights, texts.filter(pl.col("lang").is_in([a, b])), a, b)
+                           weights, texts, a, b)
     return (_assemble(acc, fired, words, langs, d_sae, level),
             _examples(acc, n_examples))
 
@@ -160,8 +161,9 @@ def _shard_words(acts: pl.LazyFrame, tokmap: pl.DataFrame, langs: list[str],
     order = np.argsort(key, kind="stable")
     tok_slots = (base[group] + word)[order]
     tok_start = np.searchsorted(key[order], np.arange(n_groups * span + 1))
-    seen = np.unique(group * (int(word.max()) + 1 if word.size else 1) + word)
-    words = np.bincount(seen // (int(word.max()) + 1 if word.size else 1), minlength=n_groups)
+    word_span = int(word.max()) + 1 if word.size else 1
+    seen = np.unique(group * word_span + word)
+    words = np.bincount(seen // word_span, minlength=n_groups)
 
     rows = acts.select(
         "pair_id", pl.col("lang").cast(pl.String).replace_strict(
