@@ -378,10 +378,10 @@ def test_planted_features_get_the_verdicts_and_effects_known_in_closed_form(tiny
         "value": np.ones(20 * d, dtype=np.float32),
         "token_id": np.tile(np.repeat([ids["c"], ids["p"]], d), 10).astype(np.uint32)})
     config = CausalConfig(pairs_per_lang=8, control_sentences=4, controls=40, bootstrap=50,
-                          batch_size=4, attribution_pairs=4,
+                          batch_size=4, dictionary_sentences=3,
                           contexts={"en": ["abc", "hij"], "es": ["nop", "uvw"]})
     with torch.no_grad():
-        table, attribution = causal_table(model, sae, hook, pool,
+        table, dictionary = causal_table(model, sae, hook, pool,
                                           {0: ["planted:en"], 1: ["planted:both"]}, maxacts,
                                           ["en", "es"], config, n_scored_pairs=10)
     rows = {r["feature_id"]: r for r in table.iter_rows(named=True)}
@@ -402,9 +402,12 @@ def test_planted_features_get_the_verdicts_and_effects_known_in_closed_form(tiny
     assert f0["source"] == "planted:en" and rows[5]["source"] == "control"
     assert f0["words_en"] == ["c"] and f0["words_es"] == ["p"]
     assert f0["alpha"] == pytest.approx(4.0) and math.isnan(rows[5]["alpha"])
-    # attribution: feature 0 (large) estimated to matter in en more than in es
-    est = {r["feature_id"]: r for r in attribution.iter_rows(named=True)}
-    assert est[0]["n_attr_en"] == 4 and est[0]["attr_en"] > 10 * abs(est[0]["attr_es"])
+    # the whole dictionary: exact ablation on 3 sentences, so the same closed forms
+    est = {r["feature_id"]: r for r in dictionary.iter_rows(named=True)}
+    assert est[0]["n_dict_en"] == est[1]["n_dict_es"] == 3
+    assert est[0]["kl_en"] == pytest.approx(_planted_kl(V, 12), rel=1e-4)
+    assert 0 <= est[0]["kl_es"] < 1e-5
+    assert est[1]["kl_es"] == pytest.approx(_planted_kl(V, 25), rel=1e-4)
     # Steering feature 0 adds alpha * s * c = 80 to the logit of every en letter. After an en
     # context the answer (the next en letter) rises with them: P("c") stays where it was.
     # After an es context the answer (logit 20) does not: log P("c") goes from 0 - lse_clean

@@ -26,10 +26,10 @@ def test_stage_writes_the_table_and_the_figure(stage_inputs, tmp_path):
 
     config = CausalConfig(top_n=4, class_top_n=4, features=[3], pool_pairs=20,
                           pairs_per_lang=5, control_sentences=3, controls=12, bootstrap=50,
-                          attribution_pairs=6, device="cpu")
+                          dictionary_sentences=2, device="cpu")
     table = causal_file(**stage_inputs, out_path=tmp_path / "causal.parquet",
                         figure_path=tmp_path / "causal.png", config=config,
-                        attribution_path=tmp_path / "attribution.parquet")
+                        dictionary_path=tmp_path / "dictionary.parquet")
     for lang in ("en", "es"):
         for col in ("effect_{}", "effect_{}_lo", "effect_{}_hi", "n_sentences_{}",
                     "control_p95_{}", "clean_loss_{}", "words_{}", "kl_{}", "kl_{}_lo",
@@ -60,10 +60,14 @@ def test_stage_writes_the_table_and_the_figure(stage_inputs, tmp_path):
     assert causal_figure_file(tmp_path / "causal.parquet", tmp_path / "again.png",
                               ["en", "es"]).stat().st_size > 10_000
     assert headline(table).startswith("Causal check: paired top 4 — ")
-    attribution = pl.read_parquet(tmp_path / "attribution.parquet")
-    assert attribution.height == 64 and attribution["n_attr_en"].max() <= 6
-    assert attribution.filter(pl.col("n_attr_en") > 0)["attr_en"].is_not_null().all()
-    assert dictionary_figure_file(tmp_path / "attribution.parquet",
+    dictionary = pl.read_parquet(tmp_path / "dictionary.parquet")
+    assert dictionary.height == 64 and dictionary["n_dict_en"].max() == 2
+    fired = dictionary.filter(pl.col("n_dict_en") > 0)
+    assert fired.height > 10 and fired["kl_en"].is_not_null().all()
+    assert (fired["kl_en"] >= 0).all() and not (fired["alive"] == False).any()  # noqa: E712
+    checks = read_metadata(tmp_path / "dictionary.parquet")["validation"]
+    assert set(checks) == {"en", "es"} and all(c["features"] >= 0 for c in checks.values())
+    assert dictionary_figure_file(tmp_path / "dictionary.parquet",
                                   [stage_inputs["scores"]["paired"]], tmp_path / "dict.png",
                                   ["en", "es"]).stat().st_size > 10_000
 

@@ -46,8 +46,6 @@ def tiny_config(workdir, shard_pairs=10, **overrides):
         "report": {"top_k": 4, "n_examples": 2, "eval_pairs": 6},
         "mcs": {"widths": [24, 96], "seeds": [1], "random_seeds": [0, 1]},
         "pages": {"top_n": 5, "n_examples": 2, "top_significant": 2},
-        # the whole-dictionary estimate is off by default; the tiny DAG runs its path
-        "causal": {"attribution_pairs": 4},
         "logit_lens": {"min_count": 2, "min_share": 0.6, "null_directions": 32},
     }
     config.update(overrides)
@@ -249,7 +247,7 @@ def test_full_dag_outputs(tiny_dag):
     assert (res / "tiny" / "causal" / "tiny-sae.dictionary.png").exists()
     summary = (res / "tiny" / "summary.md").read_text()
     assert "Causal check: " in summary and "; paired top 20 — " in summary
-    assert "Whole dictionary (attribution" in summary
+    assert "Whole dictionary (exact ablation" in summary
     saes = pl.read_parquet(res / "tiny" / "sweeps" / "saes.parquet")
     assert saes.select("sae", "method", "layer").rows() == [("tiny-sae", "exact", 1), ("tiny-sae", "seed", 1)]
     ladder = pl.read_parquet(res / "tiny" / "mcs" / "tiny-sae.ladder.parquet")

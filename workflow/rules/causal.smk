@@ -1,5 +1,5 @@
 # The causal check: ablation and steering of each SAE's top features, per language, against
-# matched controls; the whole dictionary's effects estimated by attribution.
+# matched controls; every alive feature's effect by exact ablation on a few sentences.
 # Package: polyglot_sae.causal
 
 
@@ -14,7 +14,7 @@ rule causal:
         scores=expand("results/{{run}}/scores/{{sae}}.{method}.parquet", method=METHODS),
     output:
         table="results/{run}/causal/{sae}.parquet",
-        attribution="results/{run}/causal/{sae}.attribution.parquet",
+        dictionary="results/{run}/causal/{sae}.dictionary.parquet",
     log:
         "logs/{run}/causal/{sae}.log",
     benchmark:
@@ -56,7 +56,7 @@ rule causal_figure:
 
 rule causal_dictionary:
     input:
-        attribution="results/{run}/causal/{sae}.attribution.parquet",
+        dictionary="results/{run}/causal/{sae}.dictionary.parquet",
         scores=expand(
             "results/{{run}}/scores/{{sae}}.{method}.parquet",
             method=["paired"] if PAIRED else [],

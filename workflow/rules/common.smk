@@ -325,9 +325,9 @@ def causal_summary_inputs(wildcards):
     files = {
         "causal": expand(f"results/{wildcards.run}/causal/{{sae}}.parquet", sae=SAES)
     }
-    if config["causal"]["attribution_pairs"]:
-        files["attribution"] = expand(
-            f"results/{wildcards.run}/causal/{{sae}}.attribution.parquet", sae=SAES
+    if config["causal"]["dictionary_sentences"]:
+        files["dictionary"] = expand(
+            f"results/{wildcards.run}/causal/{{sae}}.dictionary.parquet", sae=SAES
         )
     return files
 
@@ -383,5 +383,5 @@ if LAYER_SAES:
     FIGURES.append(f"results/{RUN}/sweeps/layers.png")
 if CAUSAL:
     FIGURES.extend(expand(f"results/{RUN}/causal/{{sae}}.png", sae=SAES))
-if CAUSAL and config["causal"]["attribution_pairs"]:
+if CAUSAL and config["causal"]["dictionary_sentences"]:
     FIGURES.extend(expand(f"results/{RUN}/causal/{{sae}}.dictionary.png", sae=SAES))

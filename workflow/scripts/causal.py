@@ -12,7 +12,7 @@ with rule_log(snakemake) as log:
                         score_path=inputs.score, maxacts_path=inputs.maxacts,
                         scores=dict(zip(p["methods"], inputs.scores)),
                         out_path=snakemake.output.table,
-                        attribution_path=snakemake.output.attribution, langs=p["langs"],
+                        dictionary_path=snakemake.output.dictionary, langs=p["langs"],
                         config=from_mapping(CausalConfig, p["causal"]),
                         sae_id=snakemake.wildcards.sae)
     log.info("causal check of %d features: %s", table.height,

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sae-id", default="l12-jumprelu-2k")
     parser.add_argument("--methods", default="paired,exact,seed")
     for name in ("top_n", "class_top_n", "pool_pairs", "pool_part", "pairs_per_lang",
-                 "control_sentences", "controls", "window", "top_k", "attribution_pairs",
+                 "control_sentences", "controls", "window", "top_k", "dictionary_sentences",
                  "batch_size"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int,
                             default=getattr(default, name))
@@ -138,12 +138,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..atomic_io import read_metadata
     from ..causal.stage import causal_file
+    from ..causal.dictionary import headline as dictionary_headline
     from ..causal.verdict import headline
 
     torch.set_num_threads(args.threads)
     settings = {k: getattr(args, k) for k in (
         "top_n", "class_top_n", "pool_pairs", "pool_part", "pairs_per_lang",
-        "control_sentences", "controls", "window", "top_k", "attribution_pairs", "batch_size",
+        "control_sentences", "controls", "window", "top_k", "dictionary_sentences", "batch_size",
         "calibrate")}
     config = CausalConfig(**settings, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "pool_pairs": min(args.pool_pairs, 20),
                                      "pairs_per_lang": 4, "control_sentences": 3,
                                      "controls": min(args.controls, 8),
-                                     "attribution_pairs": min(args.attribution_pairs, 4)},
+                                     "dictionary_sentences": min(args.dictionary_sentences, 2)},
                                   device="cpu")
         else:
             missing = [p for p in (args.run_dir, args.corpus_dir, args.model_dir, args.sae_dir)
@@ -169,9 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         table = causal_file(**inputs, out_path=out / "causal.parquet",
                             figure_path=out / "causal.png", config=config,
-                            attribution_path=out / "attribution.parquet")
+                            dictionary_path=out / "dictionary.parquet")
         wall = time.perf_counter() - t0
         phases = read_metadata(out / "causal.parquet")["timings_s"]
+        dictionary = pl.read_parquet(out / "dictionary.parquet")
+        checks = read_metadata(out / "dictionary.parquet").get("validation")
 
     tested = table.filter(~pl.col("is_control"))
     n_abl = int(table["n_sentences_en"].sum() + table["n_sentences_es"].sum())
@@ -186,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"control p95 of KL: en {table['control_p95_en'][0]:.4g}, "
           f"es {table['control_p95_es'][0]:.4g} nats per position")
     print(headline(table))
+    if checks:
+        paired = inputs["scores"].get("paired")
+        print(dictionary_headline(dictionary, pl.read_parquet(paired) if paired else None,
+                                  inputs["langs"], checks))
     return 0
 
 

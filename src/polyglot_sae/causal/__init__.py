@@ -14,7 +14,9 @@ to those on firing rate instead, to measure the verdicts' false-positive rate).
   where it fires its contribution is removed at the hook, ``x' = x - f_i(x) W_dec[i]`` (the
   SAE's reconstruction error and every other feature kept: where it does not fire, nothing
   changes, bit for bit), and the rest of the model runs (for ``blocks.L.hook_resid_post/pre``
-  only the blocks after the hook) as far as the ``window`` positions from the first firing.
+  only the blocks after the hook, and on Gemma-2/3 only the window itself on the clean run's
+  keys and values, ``model.lean_resume``) as far as the ``window`` positions from the first
+  firing.
   Per position, KL(clean || ablated) of the next-token distribution (``shift``: over the clean
   top_k tokens, a lower bound of the exact KL) and the observed token's cross-entropy change;
   per sentence their means over the window; per feature and language the mean over sentences
@@ -33,15 +35,16 @@ to those on firing rate instead, to measure the verdicts' false-positive rate).
   ``steer_{C}_{W}`` is the mean change of log P(next token is one of the feature's words in W)
   over the contexts of C. The words (``words_{L}``): the ``words_per_lang`` most frequent tokens
   at its maxima among its ``word_pairs`` top-activating pairs in L.
-- **The whole dictionary** (``attribution``, when ``attribution_pairs`` > 0): every feature's
-  attribution estimate of its ablation's loss increase per language.
+- **The whole dictionary** (``dictionary``, when ``dictionary_sentences`` > 0): every alive
+  feature ablated the same way on its first ``dictionary_sentences`` pool sentences per
+  language, checked against the verdicts' measurement on disjoint sentences.
 
 Table ``results/{run}/causal/{sae}.parquet``: ``feature_id, source`` (why it is tested, e.g.
 ``paired:top20,seed:top20,paired:concept``; ``control``), ``is_control, verdict, firing_rate,
 magnitude``, per language ``effect_{L}, effect_{L}_lo, effect_{L}_hi, kl_{L}, kl_{L}_lo,
 kl_{L}_hi, p_{L}, q_{L}, n_sentences_{L}, control_p95_{L}`` (the controls' 95th percentile of
 KL), ``clean_loss_{L}`` (the mean clean loss on the same positions), ``alpha, words_{L}`` and
-``steer_{C}_{W}`` for every pair of languages; ``{sae}.attribution.parquet`` beside it. Modules:
+``steer_{C}_{W}`` for every pair of languages; ``{sae}.dictionary.parquet`` beside it. Modules:
 ``config`` (settings), ``select`` (tables only), ``shift`` and ``engine`` (torch numerics),
-``attribution``, ``verdict``, ``table``, ``run``, ``stage`` (files), ``plots``.
+``dictionary``, ``verdict``, ``table``, ``run``, ``stage`` (files), ``plots``.
 """

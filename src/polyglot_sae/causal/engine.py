@@ -23,6 +23,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from polyglot_sae.errors import InputError
+from polyglot_sae.model.lean_forward import lean_supports
+from polyglot_sae.model.lean_resume import CleanRun, LeanResume
 
 from .shift import Unembedding, clean_rows, final_norm, shifts
 
@@ -37,12 +39,14 @@ _RESID = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|post)$")
 @dataclass
 class Resumer:
     """Runs `model` from `hook` on: with ``start`` set (a residual-stream hook), only the blocks
-    after it (TransformerLens' ``start_at_layer``); else a full forward with the hook's
-    activation replaced (``run_with_hooks``)."""
+    after it, by ``lean`` (``model.lean_resume``, Gemma-2/3) or else TransformerLens'
+    ``start_at_layer``; without (any other hook), a full forward with the hook's activation
+    replaced (``run_with_hooks``)."""
 
     model: object
     hook: str
     start: int | None
+    lean: LeanResume | None = None
 
     @classmethod
     def for_hook(cls, model, hook: str) -> Resumer:
@@ -51,12 +55,19 @@ class Resumer:
         if match:
             layer = int(match.group(1))
             start = layer + 1 if match.group(2) == "post" else layer
-        return cls(model, hook, start)
+        n_layers = model.cfg.n_layers
+        lean = None
+        if start is not None and start < n_layers and lean_supports(
+                model, f"blocks.{n_layers - 1}.hook_resid_post"):
+            lean = LeanResume(model, start)
+        return cls(model, hook, start, lean)
 
     def final_resid(self, tokens: Int[Tensor, "batch pos"], acts: Float[Tensor, "batch pos d"],
                     ) -> Float[Tensor, "batch pos d_model"]:
         """The residual stream before the final norm, with `acts` at the hook."""
         n_layers = self.model.cfg.n_layers
+        if self.lean is not None:
+            return self.lean.clean(acts).final
         if self.start is not None:
             return self.model(acts, start_at_layer=self.start, stop_at_layer=n_layers)
 
@@ -69,6 +80,71 @@ class Resumer:
 
         return self.model.run_with_hooks(tokens, fwd_hooks=[(self.hook, replace)],
                                          stop_at_layer=n_layers)
+
+    def sentences(self, items: Sequence[tuple[Int[Tensor, " pos"], Float[Tensor, "pos d"]]]):
+        """What computes the edited copies of each sentence ``(tokens, acts)``: `_Windows` when
+        the blocks can resume on windows (the clean sentences then run through them as one
+        right-padded batch), else `_WholeRows`."""
+        if self.lean is None:
+            return [_WholeRows(self, tokens, acts) for tokens, acts in items]
+        lengths = [acts.shape[0] for _, acts in items]
+        batch = items[0][1].new_zeros(len(items), max(lengths), items[0][1].shape[1])
+        for b, (_, acts) in enumerate(items):
+            batch[b, :lengths[b]] = acts
+        run = self.lean.clean(batch)
+        return [_Windows(self.lean, acts, CleanRun(
+            run.final[b:b + 1, :n], [k[b:b + 1, :, :n] for k in run.keys],
+            [v[b:b + 1, :, :n] for v in run.values])) for b, ((_, acts), n) in enumerate(
+                zip(items, lengths))]
+
+
+class _WholeRows:
+    """Edited copies run whole beside the clean sentence, as rows of one batch (the clean row
+    and an unchanged copy then take the same arithmetic, bit for bit)."""
+
+    def __init__(self, resumer: Resumer, tokens: Tensor, acts: Tensor):
+        self.resumer, self.tokens, self.acts = resumer, tokens, acts
+
+    def __call__(self, edited: Sequence[Tensor], spans: Sequence[tuple[int, int]],
+                 ) -> tuple[Float[Tensor, "pos d_model"], list[Tensor]]:
+        """(the clean final residual, each copy's at its span) over the spans' prefix."""
+        length = max(e for _, e in spans)
+        rows = torch.stack([self.acts[:length]] + [x[:length] for x in edited])
+        final = self.resumer.final_resid(self.tokens[:length].expand(len(rows), -1), rows)
+        return final[0], [final[i, s:e] for i, (s, e) in enumerate(spans, start=1)]
+
+
+class _Windows:
+    """The clean sentence run once, each edited copy only over its window (``lean_resume``): from
+    where it first differs from the clean activations (its start, for an ablation from the first
+    firing) to its span's end. A copy that does not differ before its span's end is the clean
+    run there, exactly."""
+
+    def __init__(self, lean: LeanResume, acts: Tensor, run: CleanRun):
+        self.lean, self.acts, self.run = lean, acts, run
+
+    def __call__(self, edited: Sequence[Tensor], spans: Sequence[tuple[int, int]],
+                 ) -> tuple[Float[Tensor, "pos d_model"], list[Tensor]]:
+        clean = self.run.final[0]
+        out: list[Tensor] = [clean[s:e] for s, e in spans]
+        lows, moved = [], []
+        for c, (x, (s, e)) in enumerate(zip(edited, spans)):
+            differs = torch.nonzero((x[:e] != self.acts[:e]).any(-1))
+            if differs.numel():
+                lows.append(min(int(differs[0, 0]), s))
+                moved.append(c)
+        if moved:
+            width = max(spans[c][1] - lo for c, lo in zip(moved, lows))
+            at = torch.tensor(lows, device=clean.device)[:, None] + torch.arange(
+                width, device=clean.device)
+            stacked = torch.stack([edited[c] for c in moved])
+            rows = stacked[torch.arange(len(moved), device=clean.device)[:, None],
+                           at.clamp(max=stacked.shape[1] - 1)]
+            got = self.lean.windows(self.run, 0, rows, at)
+            for k, (c, lo) in enumerate(zip(moved, lows)):
+                s, e = spans[c]
+                out[c] = got[k, s - lo:e - lo]
+        return clean, out
 
 
 def logit_blocks(model, resid: Float[Tensor, "rows d_model"]):
@@ -189,31 +265,42 @@ def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Fl
     queued_rows = 0
     bar = tqdm(total=sum(len(x[3]) for x in items), desc="causal ablation", unit="ablation",
                file=sys.stderr, mininterval=5, disable=len(items) < 2)
-    for item, (tokens, acts, real, ablations) in enumerate(items):
+    ends = {}
+    for item, (tokens, _, _, ablations) in enumerate(items):
         n = tokens.shape[0]
+        ends[item] = [n - 1 if window is None else min(n - 1, a.start + window)
+                      for a in ablations]
+        if any(a.start < 0 or a.start >= e for a, e in zip(ablations, ends[item])):
+            raise ValueError("an ablation's start must leave a position to predict")
+    # tokens the needed predictions depend on (causal model)
+    lengths = {item: max(e) + 1 for item, e in ends.items() if e}
+    todo = sorted(lengths)
+    sentences = {}
+    for item, (tokens, acts, real, ablations) in enumerate(items):
+        if item not in lengths:
+            continue
+        if item not in sentences:  # the next batch_size sentences' clean runs
+            chunk = todo[todo.index(item):todo.index(item) + batch_size]
+            sentences = dict(zip(chunk, resumer.sentences(
+                [(items[i][0][:lengths[i]], items[i][1][:lengths[i]]) for i in chunk])))
+        length, sentence = lengths[item], sentences[item]
+        x = acts[:length]
+        codes = sae.encode(x.to(sae.dtype))
         for lo in range(0, len(ablations), batch_size - 1):
             group = ablations[lo:lo + batch_size - 1]
-            ends = [n - 1 if window is None else min(n - 1, a.start + window) for a in group]
-            if any(a.start < 0 or a.start >= e for a, e in zip(group, ends)):
-                raise ValueError("an ablation's start must leave a position to predict")
-            length = max(ends) + 1  # tokens the needed predictions depend on (causal model)
-            x = acts[:length]
-            codes = sae.encode(x.to(sae.dtype))
-            rows = [x] + [ablate(sae, x, a.feature, real[:length], codes) for a in group]
-            final = resumer.final_resid(tokens[:length].expand(len(rows), -1), torch.stack(rows))
+            group_ends = ends[item][lo:lo + batch_size - 1]
+            edited = [ablate(sae, x, a.feature, real[:length], codes) for a in group]
+            clean, windows = sentence(edited, [(a.start, e) for a, e in zip(group, group_ends)])
             # the clean row only where some window needs it: each clean position costs a pass
             # over the whole vocabulary
-            spans = [torch.arange(a.start, e) for a, e in zip(group, ends)]
+            spans = [torch.arange(a.start, e) for a, e in zip(group, group_ends)]
             needed = torch.unique(torch.cat(spans))
             slot = torch.full((length,), -1, dtype=torch.long)
             slot[needed] = torch.arange(needed.numel())
             needed = needed.to(tokens.device)
-            queue.append(_Queued(
-                item, final[0, needed], tokens[needed + 1],
-                torch.cat([final[i, a.start:e] for i, (a, e) in
-                           enumerate(zip(group, ends), start=1)]),
-                torch.cat([slot[span] for span in spans]),
-                [e - a.start for a, e in zip(group, ends)]))
+            queue.append(_Queued(item, clean[needed], tokens[needed + 1], torch.cat(windows),
+                                 torch.cat([slot[span] for span in spans]),
+                                 [e - a.start for a, e in zip(group, group_ends)]))
             bar.update(len(group))
             queued_rows += queue[-1].clean.shape[0]
             if queued_rows >= CLEAN_ROWS:

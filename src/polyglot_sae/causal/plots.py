@@ -1,6 +1,6 @@
 """The causal check's figures: each tested feature's ablation effect (KL) in one language
 against the other with its interval and verdict, beside the controls; and the whole dictionary's
-attribution estimates coloured by ``paired`` class."""
+effects coloured by ``paired`` class."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import polars as pl
 
 from polyglot_sae.figures import FigureStyle, new_figure, require_columns, save_figure
 
-from .attribution import class_medians, with_classes
+from .dictionary import class_medians, with_classes
 
+# Floor under KL on the log axes (an ablation that moved nothing measurable).
+_KL_MIN = 1e-6
 _VERDICT_COLOURS = {"both": "tab:green", "one": "tab:blue", "neither": "tab:red"}
 _CLASS_COLOURS = {"concept": "tab:green", "context": "tab:olive", "shared_string": "tab:purple",
                   "length": "tab:brown", "weak": "0.7"}
@@ -72,41 +74,49 @@ def plot_causal(table: pl.DataFrame, out: str | Path, langs: Sequence[str], *, n
     return save_figure(fig, out, caption, note, style)
 
 
-def plot_dictionary(attribution: pl.DataFrame, scores: pl.DataFrame | None, out: str | Path,
-                    langs: Sequence[str], *, note: str = "",
+def plot_dictionary(dictionary: pl.DataFrame, scores: pl.DataFrame | None, out: str | Path,
+                    langs: Sequence[str], *, note: str = "", checks: dict | None = None,
                     style: FigureStyle = FigureStyle(width=7.5, height=7.0)) -> Path:
-    """attr_{A} against attr_{B} for every alive feature measured in both, coloured by its
-    ``paired`` class, with each class's medians (crosses)."""
+    """kl_{A} against kl_{B} for every alive feature measured in both, coloured by its
+    ``paired`` class, with each class's medians (crosses); `checks`: the validation per
+    language (``dictionary.validation``), quoted in the caption."""
     a, b = list(langs)[:2]
-    require_columns(attribution, ["feature_id", "alive", f"attr_{a}", f"attr_{b}"],
-                    "attribution table")
-    table = with_classes(attribution, scores, [a, b])
-    medians = class_medians(attribution, scores, [a, b])
+    require_columns(dictionary, ["feature_id", "alive", f"kl_{a}", f"kl_{b}"],
+                    "dictionary table")
+    table = with_classes(dictionary, scores, [a, b])
+    medians = class_medians(dictionary, scores, [a, b])
     fig, (ax,) = new_figure(style)
-    lin = 1e-4
     for row in medians.iter_rows(named=True):
         group = row["class"]
         part = table.filter(pl.col("class") == group)
         colour = _CLASS_COLOURS.get(group.split(":")[0], "tab:gray")
         if group.startswith("lang_specific"):
             colour = "tab:blue" if group.endswith(a) else "tab:red"
-        ax.scatter(part[f"attr_{a}"], part[f"attr_{b}"], s=6 if group == "weak" else 12,
-                   color=colour, alpha=0.35 if group == "weak" else 0.8, linewidths=0)
-        ma, mb = row[f"attr_{a}"], row[f"attr_{b}"]
-        ax.scatter([ma], [mb], marker="X", s=110, color=colour, edgecolors="black",
-                   linewidths=0.8, label=f"{group} ({part.height}): median {ma:.2g} / {mb:.2g}")
-    ax.set_xscale("symlog", linthresh=lin)
-    ax.set_yscale("symlog", linthresh=lin)
+        ax.scatter(part[f"kl_{a}"].clip(_KL_MIN), part[f"kl_{b}"].clip(_KL_MIN),
+                   s=6 if group == "weak" else 12, color=colour,
+                   alpha=0.35 if group == "weak" else 0.8, linewidths=0)
+        ma, mb = row[f"kl_{a}"], row[f"kl_{b}"]
+        ax.scatter([max(ma, _KL_MIN)], [max(mb, _KL_MIN)], marker="X", s=110, color=colour,
+                   edgecolors="black", linewidths=0.8,
+                   label=f"{group} ({part.height}): median {ma:.2g} / {mb:.2g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
     lims = ax.get_xlim() + ax.get_ylim()
     ax.plot([min(lims), max(lims)], [min(lims), max(lims)], color="0.3", lw=0.7, ls=":")
-    ax.set_xlabel(f"estimated loss increase in {a} when ablated (nats per position)")
-    ax.set_ylabel(f"estimated loss increase in {b} when ablated (nats per position)")
-    ax.set_title(f"The whole dictionary: estimated ablation effect, {a} against {b}")
+    ax.set_xlabel(f"KL(clean || ablated) in {a} (nats per position)")
+    ax.set_ylabel(f"KL(clean || ablated) in {b} (nats per position)")
+    ax.set_title(f"The whole dictionary: ablation effect, {a} against {b}")
     ax.legend(fontsize=7, loc="upper left", title="paired class: median (x marks)")
+    check = ""
+    if checks:
+        check = (" Against the verdicts' measurement on disjoint sentences, Spearman "
+                 + ", ".join(f"{lang} {c['spearman']:.2f} [{c['lo']:.2f}, {c['hi']:.2f}] "
+                             f"over {c['features']} features" for lang, c in checks.items())
+                 + ".")
     caption = (
-        "Every alive feature that fires in both languages on the held-out sentences: the "
-        "attribution estimate (grad . -f_i W_dec[i], one forward and backward per sentence) of "
-        "the mean next-token loss increase from its first firing to the end of the sentence, "
-        "averaged over its sentences, coloured by its paired class; crosses: each class's "
-        "medians. Checked against exact ablation in docs/benchmarks.md.")
+        "Every alive feature that fires in both languages on the held-out sentences: the mean "
+        "KL divergence of the next-token distribution over a window from its first firing when "
+        "it is ablated exactly, on its first held-out sentences where it fires, coloured by "
+        f"its paired class; crosses: each class's medians (KL below {_KL_MIN:g} drawn at "
+        f"{_KL_MIN:g}).{check}")
     return save_figure(fig, out, caption, note, style)

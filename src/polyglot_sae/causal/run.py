@@ -17,7 +17,7 @@ from polyglot_sae.errors import InputError
 from polyglot_sae.model.load import special_token_ids
 
 from .config import CausalConfig
-from .attribution import attribution_table
+from .dictionary import dictionary_table, validation
 from .engine import Ablation, Effect, Resumer, effects, first_firing, steering_deltas
 from .shift import Unembedding
 from .select import (calibration_features, control_features, feature_words, firing_rates,
@@ -48,21 +48,27 @@ class _Scan:
                 self.first[idx] = first_firing(sae, self.acts[idx], self.real[idx]).cpu().numpy()
 
     def chosen(self, feature: int, langs: Sequence[str], quota: int,
-               seed: int) -> dict[str, list[int]]:
+               seed: int | None) -> dict[str, list[int]]:
         """Per language, up to `quota` sentences where `feature` fires, drawn at random (seeded
-        by `seed` and the feature): first the pairs where it fires in every language, the same
-        pairs in each, then pairs where it fires in that language only."""
+        by `seed` and the feature; None: the pool's first ones): first the pairs where it fires
+        in every language, the same pairs in each, then pairs where it fires in that language
+        only."""
         where = {lang: {} for lang in langs}
         for i, s in enumerate(self.sentences):
             if s.lang in where and self.first[i, feature] >= 0:
                 where[s.lang][s.pair_id] = i
-        rng = np.random.default_rng([seed, feature])
-        shared = sorted(set.intersection(*(set(w) for w in where.values())))
-        shared = [shared[k] for k in rng.permutation(len(shared))]
+        rng = None if seed is None else np.random.default_rng([seed, feature])
+
+        def order(pairs: set) -> list:
+            if rng is None:  # pool order
+                return sorted(pairs, key=lambda p: min(w[p] for w in where.values() if p in w))
+            pairs = sorted(pairs)
+            return [pairs[k] for k in rng.permutation(len(pairs))]
+
+        shared = order(set.intersection(*(set(w) for w in where.values())))
         out = {}
         for lang in langs:
-            rest = sorted(set(where[lang]) - set(shared))
-            rest = [rest[k] for k in rng.permutation(len(rest))]
+            rest = order(set(where[lang]) - set(shared))
             out[lang] = [where[lang][p] for p in (shared + rest)[:quota]]
         return out
 
@@ -74,13 +80,15 @@ class _Scan:
 def causal_table(model, sae, hook: str, pool: pl.DataFrame, tested: Mapping[int, Sequence[str]],
                  maxacts: pl.DataFrame, langs: Sequence[str], cfg: CausalConfig, *,
                  n_scored_pairs: int, timings: dict[str, float] | None = None,
-                 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+                 checks: dict | None = None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """(one row per tested feature and per control, see the package docstring for the columns;
-    the whole-dictionary estimate, or None when ``attribution_pairs`` is 0). `pool`: the
-    held-out pairs' rows (``pair_id, lang, text``) in scan order; `maxacts`: the scored pairs'
-    max table (``pair_id, lang, feature_id, value, token_id``)."""
+    the whole dictionary (``dictionary``), or None when ``dictionary_sentences`` is 0). `pool`:
+    the held-out pairs' rows (``pair_id, lang, text``) in scan order; `maxacts`: the scored
+    pairs' max table (``pair_id, lang, feature_id, value, token_id``). `timings` and `checks`
+    (the dictionary's validation per language) are filled in when given."""
     langs = list(langs)
     timings = {} if timings is None else timings
+    checks = {} if checks is None else checks
     d_sae = int(sae.cfg.d_sae)
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -106,9 +114,18 @@ def causal_table(model, sae, hook: str, pool: pl.DataFrame, tested: Mapping[int,
     log.info("%d features under test (%d fire in the held-out pool), %d controls",
              len(tested_ids), len(measured), len(controls))
 
+    verdict_sentences = {f: scan.chosen(f, langs, quota, cfg.seed)
+                         for features, quota in ((tested_ids, cfg.pairs_per_lang),
+                                                 (controls, cfg.control_sentences))
+                         for f in features}
+    dict_sentences = {int(f): scan.chosen(int(f), langs, cfg.dictionary_sentences, None)
+                      for f in np.flatnonzero(alive & in_pool.any(0))
+                      } if cfg.dictionary_sentences else {}
     t0 = time.perf_counter()
-    effects = _ablate(model, sae, hook, scan, tested_ids, controls, langs, cfg)
+    per = _ablate(model, sae, hook, scan, [verdict_sentences, dict_sentences], cfg)
     timings["ablation"] = time.perf_counter() - t0
+    effects = {(f, lang): [per[(f, i)] for i in idx]
+               for f, by_lang in verdict_sentences.items() for lang, idx in by_lang.items()}
 
     t0 = time.perf_counter()
     steer = _steer(model, sae, hook, Resumer.for_hook(model, hook), tested_ids, maxacts, median,
@@ -117,15 +134,13 @@ def causal_table(model, sae, hook: str, pool: pl.DataFrame, tested: Mapping[int,
 
     table = assemble(tested_ids, controls, tested, rates, magnitude, effects, steer, langs, cfg,
                      model.tokenizer)
-    attribution = None
-    if cfg.attribution_pairs:
-        t0 = time.perf_counter()
-        attribution = attribution_table(model, sae, hook, scan, langs, cfg.attribution_pairs,
-                                        alive, rates, magnitude)
-        timings["attribution"] = time.perf_counter() - t0
+    dictionary = None
+    if dict_sentences:
+        dictionary = dictionary_table(per, dict_sentences, langs, alive, rates, magnitude)
+        checks.update(validation(dictionary, per, verdict_sentences, dict_sentences, langs))
     log.info("causal table: %d rows; %s", table.height,
              ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-    return table, attribution
+    return table, dictionary
 
 
 def feature_magnitude(sae, median: Mapping[int, float]) -> np.ndarray:
@@ -137,32 +152,31 @@ def feature_magnitude(sae, median: Mapping[int, float]) -> np.ndarray:
     return np.array([median[f] for f in range(d_sae)]) * norm
 
 
-def _ablate(model, sae, hook: str, scan: _Scan, tested: Sequence[int], controls: Sequence[int],
-            langs: Sequence[str], cfg: CausalConfig) -> dict[tuple[int, str], list[Effect]]:
-    """Per (feature, language), its Effect on each of its sentences: sentence by sentence,
-    the clean run beside every feature chosen for it."""
-    work: dict[int, list[Ablation]] = defaultdict(list)
-    for features, quota in ((tested, cfg.pairs_per_lang), (controls, cfg.control_sentences)):
-        for f in features:
-            for idx in scan.chosen(f, langs, quota, cfg.seed).values():
+def _ablate(model, sae, hook: str, scan: _Scan,
+            plans: Sequence[Mapping[int, Mapping[str, Sequence[int]]]],
+            cfg: CausalConfig) -> dict[tuple[int, int], Effect]:
+    """(feature, sentence index) -> its Effect, for every sentence of every feature in `plans`
+    (feature -> language -> sentence indices), each pair once: sentence by sentence, the clean
+    run beside every feature chosen for it."""
+    work: dict[int, set[int]] = defaultdict(set)
+    for plan in plans:
+        for f, by_lang in plan.items():
+            for idx in by_lang.values():
                 for i in idx:
-                    work[i].append(Ablation(f, int(scan.first[i, f])))
+                    work[i].add(f)
     resumer = Resumer.for_hook(model, hook)
     unembed = Unembedding(model)
     device = scan.acts[0].device if scan.acts else torch.device("cpu")
-    out: dict[tuple[int, str], list[Effect]] = defaultdict(list)
     order = sorted(work)
-    jobs = {i: sorted(work[i], key=lambda a: (a.start, a.feature)) for i in order}
+    jobs = {i: sorted((Ablation(f, int(scan.first[i, f])) for f in work[i]),
+                      key=lambda a: (a.start, a.feature)) for i in order}
     with torch.inference_mode():
         got = effects(resumer, sae, [(torch.tensor(scan.sentences[i].token_ids, device=device),
                                       scan.acts[i], scan.real[i], jobs[i]) for i in order],
                       cfg.batch_size, cfg.window, cfg.top_k, unembed)
-    for i, per in zip(order, got):
-        for a, e in zip(jobs[i], per):
-            out[(a.feature, scan.sentences[i].lang)].append(e)
     log.info("ablated %d (sentence, feature) pairs on %d sentences",
              sum(len(v) for v in work.values()), len(work))
-    return out
+    return {(a.feature, i): e for i, per in zip(order, got) for a, e in zip(jobs[i], per)}
 
 
 def _steer(model, sae, hook: str, resumer: Resumer, features: Sequence[int],

@@ -37,10 +37,10 @@ def causal_file(*, model_dir: str | Path, sae_dir: str | Path, hook: str,
                 maxacts_path: str | Path, scores: Mapping[str, str | Path],
                 out_path: str | Path, langs: Sequence[str], config: CausalConfig,
                 figure_path: str | Path | None = None, sae_id: str = "",
-                attribution_path: str | Path | None = None) -> pl.DataFrame:
+                dictionary_path: str | Path | None = None) -> pl.DataFrame:
     """Run the causal check and write its table (and, with `figure_path`, its figure; with
-    `attribution_path`, the whole-dictionary estimate, empty when
-    ``causal.attribution_pairs`` is 0). `scores`: method -> that method's score table
+    `dictionary_path`, the whole dictionary, empty when ``causal.dictionary_sentences`` is 0,
+    its validation in the metadata). `scores`: method -> that method's score table
     (``feature_id, dead, rank``; ``class`` for paired)."""
     from polyglot_sae.device import resolve_device
     from polyglot_sae.model.load import check_hook, load_model, load_spec
@@ -73,18 +73,19 @@ def causal_file(*, model_dir: str | Path, sae_dir: str | Path, hook: str,
     check_hook(model, hook, where)
     check_sae_fits(sae, model, hook, where)
     timings = {"load": time.perf_counter() - t0}
-    table, attribution = causal_table(model, sae, hook, pool, tested, maxacts, langs, config,
-                                      n_scored_pairs=n_scored, timings=timings)
+    checks: dict = {}
+    table, dictionary = causal_table(model, sae, hook, pool, tested, maxacts, langs, config,
+                                     n_scored_pairs=n_scored, timings=timings, checks=checks)
     provenance = {"causal": asdict(config), "langs": langs, "hook": hook, "sae_id": sae_id,
                   "sae_path": str(sae_dir), "d_sae": d_sae, "model": load_spec(model_dir),
                   "heldout_pairs_scanned": int(pool["pair_id"].n_unique()),
                   "score_tables": {m: str(p) for m, p in scores.items()},
                   "timings_s": {k: round(v, 2) for k, v in timings.items()}}
     write_parquet(table, out_path, provenance)
-    if attribution_path is not None:
-        if attribution is None:
-            attribution = pl.DataFrame(schema={"feature_id": pl.UInt32})
-        write_parquet(attribution, attribution_path, provenance)
+    if dictionary_path is not None:
+        if dictionary is None:
+            dictionary = pl.DataFrame(schema={"feature_id": pl.UInt32})
+        write_parquet(dictionary, dictionary_path, {**provenance, "validation": checks})
     if figure_path is not None:
         from .plots import plot_causal
 
@@ -104,15 +105,16 @@ def causal_figure_file(table_path: str | Path, out_path: str | Path, langs: Sequ
                        note="; ".join(x for x in (note, extra) if x))
 
 
-def dictionary_figure_file(attribution_path: str | Path, score_paths: Sequence[str | Path],
+def dictionary_figure_file(dictionary_path: str | Path, score_paths: Sequence[str | Path],
                            out_path: str | Path, langs: Sequence[str], note: str = "") -> Path:
-    """The whole-dictionary figure from the attribution table (and the paired scores, when
-    given, for the classes)."""
+    """The whole-dictionary figure from its table (and the paired scores, when given, for the
+    classes)."""
     from .plots import plot_dictionary
 
-    meta = read_metadata(attribution_path)
+    meta = read_metadata(dictionary_path)
     scores = pl.read_parquet(score_paths[0]) if score_paths else None
-    extra = (f"{meta['causal']['attribution_pairs']} held-out pairs"
-             if "causal" in meta else "")
-    return plot_dictionary(pl.read_parquet(attribution_path), scores, out_path, list(langs),
-                           note="; ".join(x for x in (note, extra) if x))
+    extra = (f"{meta['causal']['dictionary_sentences']} held-out sentences per feature and "
+             "language" if "causal" in meta else "")
+    return plot_dictionary(pl.read_parquet(dictionary_path), scores, out_path, list(langs),
+                           note="; ".join(x for x in (note, extra) if x),
+                           checks=meta.get("validation"))

@@ -59,23 +59,30 @@ def p_values(stat: np.ndarray, covariates: np.ndarray, is_control: np.ndarray) -
     for controls, for rows not measured (NaN statistic) and when no control was measured.
     ``covariates``: (rows, c) columns of log rate and log magnitude."""
     stat = np.asarray(stat, dtype=np.float64)
-    y = np.log(np.maximum(stat, _KL_FLOOR))
-    x = np.column_stack([np.ones(stat.size), covariates])
-    fit = is_control & np.isfinite(stat) & np.isfinite(x).all(1)
+    resid, fit = log_residuals(stat, covariates, is_control)
     out = np.full(stat.size, np.nan)
     if not fit.any():
         return out
-    if fit.sum() >= MIN_FIT:
-        beta = np.linalg.lstsq(x[fit], y[fit], rcond=None)[0]
-        # covariates clipped into the controls' range: no extrapolation of the fit
-        clipped = np.clip(x, x[fit].min(0), x[fit].max(0))
-        resid = y - np.where(np.isfinite(x).all(1), clipped @ beta, np.nan)
-    else:
-        resid = y
     null = resid[fit]
     for i in np.flatnonzero(~is_control & np.isfinite(resid)):
         out[i] = (1 + np.count_nonzero(null >= resid[i])) / (1 + null.size)
     return out
+
+
+def log_residuals(stat: np.ndarray, covariates: np.ndarray, fit_rows: np.ndarray,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(log stat minus its least-squares fit on (1, covariates) over `fit_rows` (those measured),
+    with covariates clipped into the fitted rows' range so the fit is never extrapolated; the
+    rows the fit used). With fewer than MIN_FIT such rows, log stat itself."""
+    y = np.log(np.maximum(np.asarray(stat, dtype=np.float64), _KL_FLOOR))
+    x = np.column_stack([np.ones(y.size), covariates])
+    fit = fit_rows & np.isfinite(stat) & np.isfinite(x).all(1)
+    if fit.sum() < MIN_FIT:
+        return np.where(np.isfinite(stat), y, np.nan), fit
+    beta = np.linalg.lstsq(x[fit], y[fit], rcond=None)[0]
+    clipped = np.clip(x, x[fit].min(0), x[fit].max(0))
+    ok = np.isfinite(x).all(1) & np.isfinite(stat)
+    return np.where(ok, y - clipped @ beta, np.nan), fit
 
 
 def bh(p: np.ndarray) -> np.ndarray:

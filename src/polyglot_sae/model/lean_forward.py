@@ -162,7 +162,7 @@ def _layer(block, cfg) -> _Layer:
     )
 
 
-def _rms_norm(x: Tensor, w: Tensor | None, eps: float) -> Tensor:
+def rms_norm(x: Tensor, w: Tensor | None, eps: float) -> Tensor:
     """TL's RMSNorm: normalise in float32 (at least), cast back, then scale in the model dtype."""
     xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
     y = (xf / xf.pow(2).mean(-1, keepdim=True).add_(eps).sqrt_()).to(x.dtype)
@@ -186,15 +186,19 @@ class LeanForward:
     `blocks.{layer}.hook_resid_post` with fused weights (build it with `lean_forward_for`).
     With `compile`, each block runs through `torch.compile` (fused norms, rotary and GELU)."""
 
-    def __init__(self, model, layer: int, compile: bool = False):  # noqa: A002 (torch's word)
+    def __init__(self, model, layer: int, compile: bool = False,  # noqa: A002 (torch's word)
+                 first: int = 0):
+        # first > 0: only blocks first..layer are kept (a forward resumed from a hook, see
+        # `lean_resume`); `run` then refuses, as it starts at the embedding.
         cfg = model.cfg
+        self.first = first
         self.window = cfg.window_size
         self.n_ctx = cfg.n_ctx
         cap = cfg.attn_scores_soft_cap
         self.shape = _Shape(cfg.n_heads, cfg.n_key_value_heads or cfg.n_heads, cfg.d_head,
                             float(cfg.eps), float(cap) if cap is not None and cap > 0 else None)
         self._block = _compiled_block() if compile else _block
-        blocks = list(model.blocks)[: layer + 1]
+        blocks = list(model.blocks)[first: layer + 1]
         with torch.no_grad():
             # not copied: the embedding is the largest tensor (Gemma's 256k vocabulary), and a
             # lookup needs no other layout
@@ -224,6 +228,8 @@ class LeanForward:
             ) -> dict[int, Float[Tensor, "batch pos d_model"]]:
         """The residual stream after each block in `layers`, from one pass to the deepest (the
         same numbers as a pass that stops at each)."""
+        if self.first:
+            raise ValueError(f"this forward starts at block {self.first}, not at the embedding")
         tokens = tokens.to(self.device)
         if tokens.ndim == 1:
             tokens = tokens[None]
@@ -269,10 +275,14 @@ class LeanForward:
 def _block(x: Tensor, lay: _Layer, shape: _Shape, cos: Tensor, sin: Tensor,
            local_keep: Tensor | None) -> Tensor:
     """One transformer block on the residual stream `x` (updated in place and returned)."""
-    attn = _attention(_rms_norm(x, lay.ln1, shape.eps), lay, shape, cos, sin, local_keep)
-    x = x.add_(_rms_norm(attn, lay.ln1_post, shape.eps))
-    return x.add_(_rms_norm(_mlp(_rms_norm(x, lay.ln2, shape.eps), lay), lay.ln2_post,
-                            shape.eps))
+    attn = _attention(rms_norm(x, lay.ln1, shape.eps), lay, shape, cos, sin, local_keep)
+    return after_attention(x, attn, lay, shape)
+
+
+def after_attention(x: Tensor, attn: Tensor, lay: _Layer, shape: _Shape) -> Tensor:
+    """The rest of a block once its attention output `attn` is known (`x` updated in place)."""
+    x = x.add_(rms_norm(attn, lay.ln1_post, shape.eps))
+    return x.add_(rms_norm(mlp(rms_norm(x, lay.ln2, shape.eps), lay), lay.ln2_post, shape.eps))
 
 
 @functools.cache
@@ -283,53 +293,72 @@ def _compiled_block():
     return torch.compile(_block)
 
 
-def _attention(x: Tensor, lay: _Layer, shape: _Shape, cos: Tensor, sin: Tensor,
-               local_keep: Tensor | None) -> Tensor:
+def qkv(x: Tensor, lay: _Layer, shape: _Shape, cos: Tensor, sin: Tensor,
+        ) -> tuple[Tensor, Tensor, Tensor]:
+    """Queries, keys and values [batch, head, pos, d_head] of the normed stream `x`, QK norm and
+    rotary applied (`cos`, `sin` broadcast over [batch, pos, head, d_head])."""
     batch, n_pos, _ = x.shape
     n_q, n_kv, d = shape.n_heads, shape.n_kv_heads, shape.d_head
-    qkv = F.linear(x, lay.w_qkv, lay.b_qkv).view(batch, n_pos, n_q + 2 * n_kv, d)
-    qk, v = qkv[:, :, : n_q + n_kv], qkv[:, :, n_q + n_kv :]
+    qkv_ = F.linear(x, lay.w_qkv, lay.b_qkv).view(batch, n_pos, n_q + 2 * n_kv, d)
+    qk, v = qkv_[:, :, : n_q + n_kv], qkv_[:, :, n_q + n_kv :]
     if lay.qk_norm is not None:
-        qk = _rms_norm(qk, lay.qk_norm, shape.eps)
+        qk = rms_norm(qk, lay.qk_norm, shape.eps)
     half = d // 2
     # TL's rotation, x * cos + rotate_half(x) * sin, on queries and keys at once
     flipped = torch.cat([-qk[..., half:], qk[..., :half]], dim=-1)
     qk = (qk * cos).addcmul_(flipped, sin)
-    q = qk[:, :, :n_q].transpose(1, 2)  # [batch, head, pos, d_head]
-    k = qk[:, :, n_q:].transpose(1, 2)
-    v = v.transpose(1, 2)
+    return qk[:, :, :n_q].transpose(1, 2), qk[:, :, n_q:].transpose(1, 2), v.transpose(1, 2)
+
+
+def _attention(x: Tensor, lay: _Layer, shape: _Shape, cos: Tensor, sin: Tensor,
+               local_keep: Tensor | None) -> Tensor:
+    return heads_out(attend(*qkv(x, lay, shape, cos, sin), lay, shape, local_keep), lay)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, lay: _Layer, shape: _Shape,
+           keep: Tensor | None) -> Tensor:
+    """Per-head attention results [batch, head, query, d_head]. `keep`: which keys each query
+    sees ([query, key], or [batch, 1, query, key]); None: causal, queries and keys at the same
+    positions."""
     if shape.soft_cap is None:
-        # A boolean mask only where the window is narrower than the sequence: is_causal
-        # lets CUDA pick its flash kernel.
-        z = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=local_keep, is_causal=local_keep is None,
-            scale=1.0 / lay.attn_scale, enable_gqa=n_kv != n_q)
-    else:
-        z = _softcapped_attention(q, k, v, lay.attn_scale, shape.soft_cap, local_keep)
+        # A boolean mask only where it is needed: is_causal lets CUDA pick its flash kernel.
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=keep, is_causal=keep is None, scale=1.0 / lay.attn_scale,
+            enable_gqa=shape.n_kv_heads != shape.n_heads)
+    if keep is not None and keep.ndim == 4:  # the grouped heads' axis
+        keep = keep[:, :, None]
+    return softcapped_attention(q, k, v, lay.attn_scale, shape.soft_cap, keep)
+
+
+def heads_out(z: Tensor, lay: _Layer) -> Tensor:
+    """The attention output [batch, pos, d_model] of per-head results [batch, head, pos, d]."""
+    batch, n_q, n_pos, d = z.shape
     return F.linear(z.transpose(1, 2).reshape(batch, n_pos, n_q * d), lay.w_o, lay.b_o)
 
 
-def _softcapped_attention(q: Tensor, k: Tensor, v: Tensor, attn_scale: float, cap: float,
-                          local_keep: Tensor | None) -> Tensor:
+def softcapped_attention(q: Tensor, k: Tensor, v: Tensor, attn_scale: float, cap: float,
+                         keep: Tensor | None) -> Tensor:
     """Gemma-2's attention: SDPA has no soft-cap, so the scores are made explicitly, with
     TL's operations in TL's order and dtype (scores in the model dtype: TL does not upcast
-    them; PyTorch's softmax accumulates in float32 for bfloat16 inputs anyway)."""
+    them; PyTorch's softmax accumulates in float32 for bfloat16 inputs anyway). `keep`: which
+    keys each query sees, broadcast over [batch, kv head, group, query, key]; None: causal,
+    queries and keys at the same positions."""
     batch, n_q, n_pos, d = q.shape
-    n_kv = k.shape[1]
+    n_kv, n_keys = k.shape[1], k.shape[2]
     group = n_q // n_kv
     # Query heads sharing a KV head (TL's repeat_interleave order) are stacked along the
     # positions, so one batched matmul serves the group without copying K or V per head.
     grouped_q = q.reshape(batch, n_kv, group * n_pos, d)
-    scores = torch.matmul(grouped_q, k.transpose(-1, -2)).view(batch, n_kv, group, n_pos, n_pos)
+    scores = torch.matmul(grouped_q, k.transpose(-1, -2)).view(batch, n_kv, group, n_pos, n_keys)
     scores = scores.div_(attn_scale).div_(cap).tanh_().mul_(cap)
-    keep = local_keep if local_keep is not None else torch.ones(
-        n_pos, n_pos, dtype=torch.bool, device=q.device).tril_()
+    if keep is None:
+        keep = torch.ones(n_pos, n_keys, dtype=torch.bool, device=q.device).tril_()
     scores = scores.masked_fill_(~keep, float("-inf"))
-    pattern = torch.softmax(scores, dim=-1).view(batch, n_kv, group * n_pos, n_pos)
+    pattern = torch.softmax(scores, dim=-1).view(batch, n_kv, group * n_pos, n_keys)
     return torch.matmul(pattern, v).view(batch, n_q, n_pos, d)
 
 
-def _mlp(x: Tensor, lay: _Layer) -> Tensor:
+def mlp(x: Tensor, lay: _Layer) -> Tensor:
     gate, up = F.linear(x, lay.w_gate_in).chunk(2, dim=-1)
     hidden = F.gelu(gate, approximate="tanh").mul_(up)
     if lay.b_in is not None:

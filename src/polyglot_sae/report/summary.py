@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 
 from polyglot_sae.atomic_io import read_metadata, write_text
-from polyglot_sae.causal.attribution import headline as dictionary_headline
+from polyglot_sae.causal.dictionary import headline as dictionary_headline
 from polyglot_sae.causal.verdict import headline as causal_headline
 from polyglot_sae.layers.report import layer_lines
 from polyglot_sae.paired import report as paired_report
@@ -93,12 +93,13 @@ def write_summary(inputs, cfg: dict[str, Any], run: str, out_path: str) -> None:
     if "causal" in inputs.keys():  # does the model use the top features, in each language?
         for sae, path in zip(cfg["saes"], inputs.causal):
             lines += [f"SAE `{sae}`: " + causal_headline(pl.read_parquet(path)), ""]
-    if "attribution" in inputs.keys():
-        for i, (sae, path) in enumerate(zip(cfg["saes"], inputs.attribution)):
+    if "dictionary" in inputs.keys():
+        for i, (sae, path) in enumerate(zip(cfg["saes"], inputs.dictionary)):
             scores = (pl.read_parquet(inputs.scores[i * len(methods) + methods.index("paired")])
                       if "paired" in methods else None)
             lines += [f"SAE `{sae}`: " + dictionary_headline(
-                pl.read_parquet(path), scores, list(corpus["langs"])), ""]
+                pl.read_parquet(path), scores, list(corpus["langs"]),
+                read_metadata(path).get("validation")), ""]
     if "layers" in inputs.keys():
         lines += layer_lines(pl.read_parquet(inputs.layers), list(corpus["langs"]))
     lines += [f"Corpus: {corpus['pairs']} aligned pairs ({', '.join(corpus['langs'])}); "
