@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                             figure_path=out / "causal.png", config=config,
                             dictionary_path=out / "dictionary.parquet")
         wall = time.perf_counter() - t0
-        phases = read_metadata(out / "causal.parquet")["timings_s"]
+        meta = read_metadata(out / "causal.parquet")
+        phases, work = meta["timings_s"], meta.get("work")
         dictionary = pl.read_parquet(out / "dictionary.parquet")
         checks = read_metadata(out / "dictionary.parquet").get("validation")
 
@@ -180,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     n_abl = int(table["n_sentences_en"].sum() + table["n_sentences_es"].sum())
     print(f"causal_file: {wall:.1f} s wall on {torch.get_num_threads()} thread(s); "
           f"{tested.height} features tested, {table.height - tested.height} controls; "
-          f"{n_abl} (feature, sentence) ablations; phases (s): {phases}")
+          f"{n_abl} (feature, sentence) ablations for the verdicts; phases (s): {phases}; "
+          f"work: {work}")
     verdicts = tested["verdict"].to_list()
     called = sum(v == "both" or v.startswith("one:") for v in verdicts)
     measured = sum(v != "untested" for v in verdicts)

@@ -34,10 +34,11 @@ class CausalConfig:
     # the others. 64 gives a bootstrap interval of about +-0.25 standard deviations of the
     # per-sentence effect.
     pairs_per_lang: int = 64
-    # The same for each control. Controls only make the null: a control measured on fewer
-    # sentences has a noisier mean, which widens the null (conservative), and the 200 controls
-    # would otherwise be most of the ablations (8 keeps the check within the default run's
-    # budget; 16 costs ~2,700 more ablations, about 3 minutes on 2 cores).
+    # Held-out sentences per language for each control: its first ones in the pool's (seeded)
+    # order where it fires, so that the controls share sentences with each other and with the
+    # whole dictionary (their clean rows are computed once). Controls only make the null: a
+    # control measured on fewer sentences has a noisier mean, which widens the null
+    # (conservative), and the 200 controls would otherwise be most of the ablations.
     control_sentences: int = 8
     # Held-out pairs (in neither the SAE's training split nor the scored split) scanned for
     # firings, in a seeded order. The scan is the model up to the hook, ~50 ms a sentence on

@@ -252,13 +252,16 @@ class _Queued:
 def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Float[Tensor, "pos d"],
                                                           torch.Tensor, Sequence[Ablation]]],
             batch_size: int, window: int | None = None, top_k: int = 0,
-            unembed: Unembedding | None = None) -> list[list[Effect]]:
+            unembed: Unembedding | None = None, counts: dict | None = None,
+            ) -> list[list[Effect]]:
     """Per sentence ``(tokens, acts, real, ablations)``, each ablation's ``Effect`` over the
     positions from its start to the end of the sentence, or `window` of them. A sentence's
     ablations run ``batch_size - 1`` at a time beside its clean run, each batch only as long as
     its windows need (the model is causal); the shifts (``shift``; ``top_k``: its
     approximation, 0: exact) are computed CLEAN_ROWS clean rows at a time across sentences.
-    ``unembed``: the run's ``shift.Unembedding``, built here when not given."""
+    ``unembed``: the run's ``shift.Unembedding``, built here when not given. ``counts``, when
+    given, gets ``clean_rows`` (clean positions through the full softmax) and
+    ``ablated_positions`` (the windows' positions)."""
     unembed = unembed or Unembedding(resumer.model)
     out: list[list[Effect]] = [[] for _ in items]
     queue: list[_Queued] = []
@@ -303,6 +306,10 @@ def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Fl
                                  [e - a.start for a, e in zip(group, group_ends)]))
             bar.update(len(group))
             queued_rows += queue[-1].clean.shape[0]
+            if counts is not None:
+                counts["clean_rows"] = counts.get("clean_rows", 0) + queue[-1].clean.shape[0]
+                counts["ablated_positions"] = (counts.get("ablated_positions", 0)
+                                               + queue[-1].ablated.shape[0])
             if queued_rows >= CLEAN_ROWS:
                 _settle(resumer.model, queue, top_k, unembed, out)
                 queue, queued_rows = [], 0

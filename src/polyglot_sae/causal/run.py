@@ -80,15 +80,18 @@ class _Scan:
 def causal_table(model, sae, hook: str, pool: pl.DataFrame, tested: Mapping[int, Sequence[str]],
                  maxacts: pl.DataFrame, langs: Sequence[str], cfg: CausalConfig, *,
                  n_scored_pairs: int, timings: dict[str, float] | None = None,
-                 checks: dict | None = None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+                 checks: dict | None = None, work: dict | None = None,
+                 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """(one row per tested feature and per control, see the package docstring for the columns;
     the whole dictionary (``dictionary``), or None when ``dictionary_sentences`` is 0). `pool`:
     the held-out pairs' rows (``pair_id, lang, text``) in scan order; `maxacts`: the scored
-    pairs' max table (``pair_id, lang, feature_id, value, token_id``). `timings` and `checks`
-    (the dictionary's validation per language) are filled in when given."""
+    pairs' max table (``pair_id, lang, feature_id, value, token_id``). `timings`, `checks` (the
+    dictionary's validation per language) and `work` (`_ablate`'s counts) are filled in when
+    given."""
     langs = list(langs)
     timings = {} if timings is None else timings
     checks = {} if checks is None else checks
+    work = {} if work is None else work
     d_sae = int(sae.cfg.d_sae)
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -114,15 +117,21 @@ def causal_table(model, sae, hook: str, pool: pl.DataFrame, tested: Mapping[int,
     log.info("%d features under test (%d fire in the held-out pool), %d controls",
              len(tested_ids), len(measured), len(controls))
 
-    verdict_sentences = {f: scan.chosen(f, langs, quota, cfg.seed)
-                         for features, quota in ((tested_ids, cfg.pairs_per_lang),
-                                                 (controls, cfg.control_sentences))
-                         for f in features}
+    # Tested features: sentences drawn at random across the pool. Controls and the whole
+    # dictionary: the pool's first ones where they fire (the pool is a seeded permutation of
+    # the held-out pairs), so that they share sentences, and the clean rows, a pass over the
+    # whole vocabulary per position, are computed for few sentences; the calibration run
+    # measures what this does to the verdicts' false-positive rate.
+    verdict_sentences = {f: scan.chosen(f, langs, cfg.pairs_per_lang, cfg.seed)
+                         for f in tested_ids}
+    verdict_sentences |= {f: scan.chosen(f, langs, cfg.control_sentences, None)
+                          for f in controls}
     dict_sentences = {int(f): scan.chosen(int(f), langs, cfg.dictionary_sentences, None)
                       for f in np.flatnonzero(alive & in_pool.any(0))
                       } if cfg.dictionary_sentences else {}
     t0 = time.perf_counter()
-    per = _ablate(model, sae, hook, scan, [verdict_sentences, dict_sentences], cfg)
+    per = _ablate(model, sae, hook, scan, [verdict_sentences, dict_sentences], cfg,
+                  work)
     timings["ablation"] = time.perf_counter() - t0
     effects = {(f, lang): [per[(f, i)] for i in idx]
                for f, by_lang in verdict_sentences.items() for lang, idx in by_lang.items()}
@@ -154,10 +163,11 @@ def feature_magnitude(sae, median: Mapping[int, float]) -> np.ndarray:
 
 def _ablate(model, sae, hook: str, scan: _Scan,
             plans: Sequence[Mapping[int, Mapping[str, Sequence[int]]]],
-            cfg: CausalConfig) -> dict[tuple[int, int], Effect]:
+            cfg: CausalConfig, counts: dict) -> dict[tuple[int, int], Effect]:
     """(feature, sentence index) -> its Effect, for every sentence of every feature in `plans`
     (feature -> language -> sentence indices), each pair once: sentence by sentence, the clean
-    run beside every feature chosen for it."""
+    run beside every feature chosen for it. `counts` gets the work done (``engine.effects``'s,
+    ``ablations``, ``sentences``)."""
     work: dict[int, set[int]] = defaultdict(set)
     for plan in plans:
         for f, by_lang in plan.items():
@@ -173,9 +183,9 @@ def _ablate(model, sae, hook: str, scan: _Scan,
     with torch.inference_mode():
         got = effects(resumer, sae, [(torch.tensor(scan.sentences[i].token_ids, device=device),
                                       scan.acts[i], scan.real[i], jobs[i]) for i in order],
-                      cfg.batch_size, cfg.window, cfg.top_k, unembed)
-    log.info("ablated %d (sentence, feature) pairs on %d sentences",
-             sum(len(v) for v in work.values()), len(work))
+                      cfg.batch_size, cfg.window, cfg.top_k, unembed, counts)
+    counts.update(ablations=sum(len(v) for v in work.values()), sentences=len(work))
+    log.info("ablations: %s", counts)
     return {(a.feature, i): e for i, per in zip(order, got) for a, e in zip(jobs[i], per)}
 
 

@@ -74,13 +74,15 @@ def causal_file(*, model_dir: str | Path, sae_dir: str | Path, hook: str,
     check_sae_fits(sae, model, hook, where)
     timings = {"load": time.perf_counter() - t0}
     checks: dict = {}
+    work: dict = {}
     table, dictionary = causal_table(model, sae, hook, pool, tested, maxacts, langs, config,
-                                     n_scored_pairs=n_scored, timings=timings, checks=checks)
+                                     n_scored_pairs=n_scored, timings=timings, checks=checks,
+                                     work=work)
     provenance = {"causal": asdict(config), "langs": langs, "hook": hook, "sae_id": sae_id,
                   "sae_path": str(sae_dir), "d_sae": d_sae, "model": load_spec(model_dir),
                   "heldout_pairs_scanned": int(pool["pair_id"].n_unique()),
                   "score_tables": {m: str(p) for m, p in scores.items()},
-                  "timings_s": {k: round(v, 2) for k, v in timings.items()}}
+                  "timings_s": {k: round(v, 2) for k, v in timings.items()}, "work": work}
     write_parquet(table, out_path, provenance)
     if dictionary_path is not None:
         if dictionary is None:
