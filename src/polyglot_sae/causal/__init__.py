@@ -24,8 +24,9 @@ to those on firing rate instead, to measure the verdicts' false-positive rate).
   language): ``kl_{L}``, ``effect_{L}`` (cross-entropy).
 - **Controls.** ``controls`` alive features (firing in every language of the scored pairs and
   in the held-out pool), not tested, matched to the tested features on firing rate and
-  activation magnitude (``select.control_features``), each on ``control_sentences`` sentences
-  per language.
+  activation magnitude (``select.control_features``), each on its first ``control_sentences``
+  sentences per language in the pool's (seeded) order where it fires: controls share sentences
+  with each other and with the whole dictionary, so their clean rows are computed once.
 - **p-values and verdict** (``verdict``): log KL adjusted for log rate and log magnitude by a
   fit on the controls; a tested feature's p-value is its rank among the controls' residuals;
   Benjamini-Hochberg per language. ``both``: q < ``fdr`` in every language; ``one:{L}``: in some

@@ -1,13 +1,17 @@
 """The numerics of the causal check: the model resumed from an edited hook activation, a
 feature ablated (its effect on the next-token distribution by ``shift``), a feature steered.
 
-Layout, chosen so that "nothing changed" comes out as exactly 0.0: a sentence's clean run and
-its ablated copies (one per feature) go through the model as rows of one batch of identical
-shape, so the clean row and an unchanged copy take the same arithmetic bit for bit, and the
-shifts are computed from the difference of the two rows. The vocabulary (262,144 for Gemma-3)
-is never held as a full [batch, pos, vocab] tensor: for the ablations only the clean rows' full
-softmax, ``shift.BLOCK`` rows at a time; for steering, blocks of ``CHUNK`` rows (zero-padded, so
-a row's logits do not depend on the other rows)."""
+Layout, chosen so that "nothing changed" comes out as exactly 0.0. On Gemma-2/3 at a
+residual-stream hook (``_Windows``): the clean sentences run through the blocks after the hook
+once, batched, and each ablated copy only over its window, on the clean run's keys and values
+(``model.lean_resume``); a copy that does not differ from the clean activations before its
+window's end is the clean run there, exactly. Otherwise (``_WholeRows``): a sentence's clean run
+and its ablated copies go through TransformerLens as rows of one batch of identical shape, so
+the clean row and an unchanged copy take the same arithmetic bit for bit. The shifts are
+computed from the difference of the two rows. The vocabulary (262,144 for Gemma-3) is never
+held as a full [batch, pos, vocab] tensor: for the ablations only the clean rows' full softmax,
+``shift.BLOCK`` rows at a time; for steering, blocks of ``CHUNK`` rows (zero-padded, so a row's
+logits do not depend on the other rows)."""
 
 from __future__ import annotations
 
