@@ -133,9 +133,12 @@ def classes(x: Inputs, args) -> str:
     from ..paired.classes import ClassConfig
     from ..paired.stage import classify_file
 
+    # Without the word level (a run that skipped it, as the pipeline may), the verse-level
+    # classes: the stages after this one then need not wait for the slowest stage.
+    words = x.word_stats if x.word_stats.exists() else None
     s = classify_file(x.paired_stats, x.scores_paired, langs=LANGS, classes=ClassConfig(),
-                      word_stats_path=x.word_stats)
-    return f"{s['rank'].count():,} ranked"
+                      word_stats_path=words)
+    return f"{s['rank'].count():,} ranked{'' if words else ' (no word level)'}"
 
 
 def lexicon(x: Inputs, args) -> str:
