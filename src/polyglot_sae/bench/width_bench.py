@@ -40,6 +40,10 @@ def _child(args: argparse.Namespace) -> int:
         from ..activations import extract
 
         extract.ENCODE_BLOCK_BYTES = args.encode_block_mib << 20
+    if args.lexicon_block_rows is None:
+        from ..lexicon.stage import BLOCK_ROWS
+
+        args.lexicon_block_rows = BLOCK_ROWS
     x = Inputs(Path(args.work), args.d_sae, args.pairs)
     before = _rss()
     if args.rss_cap_gib:
@@ -86,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-pairs", type=int, default=60, help="sae_eval (default config)")
     parser.add_argument("--lens-vocab", type=int, default=16_384)
     parser.add_argument("--mcs-rows", type=int, default=4096)
+    parser.add_argument("--lexicon-block-rows", type=int, default=None,
+                        help="lexicon: max-table rows per block (default: the library's; a "
+                             "huge value is the one-pass check)")
     parser.add_argument("--encode-block-mib", type=int, default=None,
                         help="extract/sae_eval: dense encoder block (default: the library's)")
     parser.add_argument("--rss-cap-gib", type=float, default=None,
