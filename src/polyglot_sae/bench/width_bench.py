@@ -45,6 +45,10 @@ def _child(args: argparse.Namespace) -> int:
 
         args.lexicon_block_rows = BLOCK_ROWS
     x = Inputs(Path(args.work), args.d_sae, args.pairs)
+    if args.stage in ("extract", "sae_eval"):  # the weights the stage is handed: RSS before
+        from .width_stages import _sae
+
+        _sae(args.d_sae)
     before = _rss()
     if args.rss_cap_gib:
         _cap(args.stage, args.rss_cap_gib)

@@ -12,6 +12,7 @@ token-to-word map of one word per token.
 from __future__ import annotations
 
 import json
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,7 +201,11 @@ def _tiny_model(work: Path):
     return load_model(prepare_model(ModelConfig(source="tiny", tiny=tiny), work / "model"))
 
 
+@functools.lru_cache(maxsize=1)
 def _sae(d_sae: int):
+    """A JumpReLU SAE of full width with random weights; cached, so that the child can build
+    it before the watched call (sae-lens' init peaks at 1.5x the weights: 8.1 GiB at 1M, a
+    cost of this bench, not of the stage, which is handed a loaded SAE)."""
     import torch
     from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
 
