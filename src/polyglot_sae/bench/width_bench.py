@@ -2,7 +2,8 @@
 widths (262,144 and 1,048,576 latents), time and peak memory per stage.
 
     python -m polyglot_sae.bench width --d-sae 262144 --pairs 1500           # the default corpus
-    python -m polyglot_sae.bench width --d-sae 262144 --pairs 93470 --stages reduce score paired
+    python -m polyglot_sae.bench width --d-sae 262144 --pairs 93470 --inputs /tmp/w93k \
+        --rss-cap-gib 9 --stages reduce lexicon    # inputs kept: later runs reuse them
     python -m polyglot_sae.bench width --d-sae 4096 --pairs 60 --lens-vocab 4096   # a smoke run
 
 Synthetic inputs in the pipeline's formats (``width_stages``): extraction shards with L0 fixed
