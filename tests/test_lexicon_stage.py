@@ -59,3 +59,43 @@ def test_supported_features_need_co_fired_pairs():
                                  & (pl.col("pair_id") > 0)))
     assert supported_features(one_sided, ["en", "es"], 3) == [0, 1, 2, 3]
     assert supported_features(one_sided, ["en", "es"], 1) == [0, 1, 2, 3, 4]
+
+
+def test_words_and_base_rate_in_feature_blocks_equal_one_pass():
+    """The max table in blocks of whole features (a corpus-sized table does not fit joined
+    with its strings): the same top words and supported features as one pass."""
+    import numpy as np
+
+    from polyglot_sae.lexicon.check import CheckConfig, top_words_from_tokens
+    from polyglot_sae.lexicon.stage import feature_blocks, words_and_support
+
+    rng = np.random.default_rng(0)
+    pieces = ["▁God", "▁Dios", "▁king", "▁rey", "▁día", "ijo", "▁,", "▁y", "<bos>", "▁12"]
+    n = 4000
+    maxacts = pl.DataFrame({
+        "pair_id": rng.integers(0, 40, n).astype(np.uint32),
+        "lang": rng.choice(["en", "es"], n),
+        # a few popular features, many rare ones, some ids never used
+        "feature_id": (rng.zipf(1.5, n) % 80).astype(np.uint32),
+        "value": rng.gamma(2.0, 1.0, n).astype(np.float32),
+        "token_id": rng.integers(0, len(pieces), n).astype(np.uint32),
+    }).unique(["pair_id", "lang", "feature_id"])
+    vocab = pl.DataFrame({"token_id": np.arange(len(pieces), dtype=np.uint32),
+                          "token_str": pieces})
+    config = LexiconCheckConfig(min_cofire=2)
+    # the one-pass reference: the whole table joined with its strings, as before blocks
+    whole = top_words_from_tokens(maxacts.join(vocab, on="token_id", how="left"),
+                                  config=CheckConfig(top_n=config.top_words))
+    base = supported_features(maxacts, ["en", "es"], 2)
+    assert whole.height > 100 and 10 < len(base) < maxacts["feature_id"].n_unique()
+    counts = maxacts.group_by("feature_id").len()
+    for block in (150, 700, 10**9):  # the top feature alone has ~1,500 rows
+        blocks = feature_blocks(maxacts.lazy(), block)
+        for lo, hi in blocks:  # bounded, unless one feature alone is over the bound
+            inside = counts.filter(pl.col("feature_id").is_between(lo, hi, closed="left"))
+            assert inside["len"].sum() <= block or inside.height == 1
+        assert len(blocks) > 1 or block == 10**9
+        words, supported = words_and_support(maxacts.lazy(), vocab, ["en", "es"], config, block)
+        assert supported == base, block
+        assert words.drop("weight").equals(whole.drop("weight")), block
+        np.testing.assert_allclose(words["weight"], whole["weight"], rtol=1e-12)

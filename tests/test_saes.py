@@ -46,6 +46,16 @@ def test_gemmascope_npz_missing_arrays_is_a_clear_error(tmp_path):
     assert not (tmp_path / "sae").exists()
 
 
+def test_pretrained_and_trained_saes_are_not_imported(tmp_path):
+    """A pretrained SAE's folder is the fetch_sae rule's (it runs where the hub is reachable;
+    build_sae jobs run offline), a trained one the trainer's: import_sae refuses both."""
+    for cfg in (SAESourceConfig(source="pretrained", release="r", sae_id="i"),
+                SAESourceConfig(source="train")):
+        with pytest.raises(InputError, match="not importable here.*fetch_sae"):
+            import_sae(cfg, "blocks.1.hook_resid_post", "tiny", tmp_path / "sae")
+    assert not (tmp_path / "sae").exists()
+
+
 def test_disk_sae_roundtrip_and_width_check(tiny_model, tmp_path):
     wrong = make_jumprelu(tiny_model.cfg.d_model + 8, 16)
     wrong.save_model(tmp_path / "wrong")

@@ -12,6 +12,7 @@ token-to-word map of one word per token.
 from __future__ import annotations
 
 import json
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,18 +134,36 @@ def classes(x: Inputs, args) -> str:
     from ..paired.classes import ClassConfig
     from ..paired.stage import classify_file
 
+    # Without the word level (a run that skipped it, as the pipeline may), the verse-level
+    # classes: the stages after this one then need not wait for the slowest stage.
+    words = x.word_stats if x.word_stats.exists() else None
     s = classify_file(x.paired_stats, x.scores_paired, langs=LANGS, classes=ClassConfig(),
-                      word_stats_path=x.word_stats)
-    return f"{s['rank'].count():,} ranked"
+                      word_stats_path=words)
+    return f"{s['rank'].count():,} ranked{'' if words else ' (no word level)'}"
 
 
 def lexicon(x: Inputs, args) -> str:
     from ..lexicon.stage import LexiconCheckConfig, lexicon_check
 
-    scores = {"exact": pl.read_parquet(x.scores_exact), "paired": pl.read_parquet(x.scores_paired)}
-    table, feats = lexicon_check(scores, pl.scan_parquet(x.maxacts), pl.read_parquet(x.vocab),
-                                 LANGS, LexiconCheckConfig())
-    return f"{table.height} table rows, {feats.height} feature verdicts (synthetic words)"
+    scores = {m: pl.read_parquet(p) for m, p in (("exact", x.scores_exact),
+                                                 ("paired", x.scores_paired)) if p.exists()}
+    ranked = ", ".join(scores) or "none"
+    if not scores:  # the rankings are lists, the max table is what grows: measure it alone
+        ids = pl.scan_parquet(x.maxacts).select(pl.col("feature_id").unique()).collect()
+        scores = {"feature_order": ids.sort("feature_id").with_row_index("rank")}
+        ranked = "feature order (no score files yet)"
+    # Word-like pieces ("▁" and four letters from the token id): the tables' "w123" are no
+    # words to the check, which would then drop every row before its group-by.
+    vocab = pl.read_parquet(x.vocab)
+    ids = vocab["token_id"].to_numpy().astype(np.int64)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    spelled = ["\u2581" + "".join(c) for c in
+               letters[np.stack([ids // 26**k % 26 for k in range(4)], axis=1)]]
+    vocab = vocab.with_columns(token_str=pl.Series(spelled))
+    table, feats = lexicon_check(scores, pl.scan_parquet(x.maxacts), vocab, LANGS,
+                                 LexiconCheckConfig(), block_rows=args.lexicon_block_rows)
+    return (f"{table.height} table rows, {feats.height} feature verdicts (synthetic words); "
+            f"blocks of {args.lexicon_block_rows:,} rows; rankings: {ranked}")
 
 
 def pages(x: Inputs, args) -> str:
@@ -182,7 +201,11 @@ def _tiny_model(work: Path):
     return load_model(prepare_model(ModelConfig(source="tiny", tiny=tiny), work / "model"))
 
 
+@functools.lru_cache(maxsize=1)
 def _sae(d_sae: int):
+    """A JumpReLU SAE of full width with random weights; cached, so that the child can build
+    it before the watched call (sae-lens' init peaks at 1.5x the weights: 8.1 GiB at 1M, a
+    cost of this bench, not of the stage, which is handed a loaded SAE)."""
     import torch
     from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
 

@@ -15,7 +15,7 @@ import json
 import shutil
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,13 @@ PROVENANCE = "fetch.json"  # beside a fetched SAE's sae-lens files
 # What a model folder needs (weights, config, tokenizer); not the duplicate formats repos also
 # carry (pytorch_model.bin, GGUF, ONNX, Flax), and only top-level files.
 MODEL_SUFFIXES = (".json", ".safetensors", ".model", ".txt", ".jinja")
+
+
+def configured_revision(cfg: Mapping[str, Any]) -> str:
+    """The revision a config section asks for. The schema gives `revision` no default, so that
+    the params of runs made before it existed stay as they were (no refetch); absent (or
+    empty) means the repo's default branch."""
+    return cfg.get("revision") or "main"
 
 
 def sha256(path: str | Path) -> str:

@@ -13,6 +13,11 @@ Identical strings (names such as David/David) do not count: they are the shared-
 control's business, and counting them would credit a ranking for finding names.
 More than two languages: every pair of languages is checked, a row per pair.
 A language pair without a dictionary is skipped with a note in the table, not an error.
+
+Memory. The max table joined with token strings grows with the corpus (315 M rows at 93,470
+pairs and 262k latents), so the words and the base rate are computed in blocks of whole
+features of at most ``BLOCK_ROWS`` max-table rows, one pass over the table's columns each:
+every feature's rows are in one block, so the result is the one-pass result.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ from .check import translated_features
 from .check import translated_map
 from .freedict import LexiconConfig, LexiconMissing, load_lexicon
 
+# Max-table rows per block (module docstring: Memory): at 93,470 pairs x 262k latents, 13
+# blocks and a peak of 5.9 GiB resident (bench.width_bench lexicon; the block, its strings and
+# the group-by's tables, about 220 bytes a row); the one pass was 12.6 times the rows.
+BLOCK_ROWS = 25_000_000
 TABLE_SCHEMA = {"langs": pl.String, "method": pl.String, "k": pl.Int64, "precision": pl.Float64,
                 "n": pl.Int64, "base_rate": pl.Float64, "note": pl.String}
 
@@ -57,6 +66,50 @@ def supported_features(maxacts: pl.DataFrame | pl.LazyFrame, langs: Sequence[str
             .collect()["feature_id"].to_list())
 
 
+def feature_blocks(maxacts: pl.DataFrame | pl.LazyFrame,
+                   block_rows: int = BLOCK_ROWS) -> list[tuple[int, int]]:
+    """[lo, hi) feature-id ranges of at most ``block_rows`` rows each (a feature with more
+    rows is a block of its own), cut from the per-feature row counts (one pass, d_sae
+    groups): popular features make blocks of few features, rare ones of many."""
+    counts = (maxacts.lazy().group_by("feature_id").len().sort("feature_id")
+              .collect(engine="streaming"))
+    ids, rows = counts["feature_id"].to_numpy(), counts["len"].to_numpy()
+    blocks, lo, held = [], None, 0
+    for fid, n in zip(ids.tolist(), rows.tolist()):
+        if lo is not None and held + n > block_rows:
+            blocks.append((lo, fid))
+            lo, held = None, 0
+        lo = fid if lo is None else lo
+        held += n
+    if lo is not None:
+        blocks.append((lo, int(ids[-1]) + 1))
+    return blocks
+
+
+def words_and_support(maxacts: pl.DataFrame | pl.LazyFrame, vocab: pl.DataFrame,
+                      langs: Sequence[str], config: LexiconCheckConfig,
+                      block_rows: int = BLOCK_ROWS) -> tuple[pl.DataFrame, list[int]]:
+    """(``top_words`` table, supported features) in blocks of whole features (module
+    docstring: Memory)."""
+    strings = vocab.lazy().select(pl.col("token_id").cast(pl.UInt32), "token_str")
+    words, base = [], []
+    for lo, hi in feature_blocks(maxacts, block_rows):
+        part = (maxacts.lazy().filter(pl.col("feature_id").is_between(lo, hi, closed="left"))
+                .select("pair_id", "feature_id", "lang", "token_id", "value")
+                .collect(engine="streaming"))
+        base += supported_features(part, langs, config.min_cofire)
+        pieces = (part.lazy().join(strings, on="token_id", how="left")
+                  .select("feature_id", "lang", "token_str", "value").collect())
+        del part
+        words.append(top_words_from_tokens(pieces, config=CheckConfig(top_n=config.top_words)))
+        del pieces
+    if not words:  # an empty max table
+        return top_words_from_tokens(pl.DataFrame(schema={
+            "feature_id": pl.UInt32, "lang": pl.String, "token_str": pl.String,
+            "value": pl.Float32})), []
+    return pl.concat(words), base
+
+
 def _class_rows(paired: pl.DataFrame, translated: Mapping[int, bool],
                 base: list[int]) -> pl.DataFrame:
     """One row per paired class of supported features (``method`` ``class:{name}``, k = n =
@@ -71,13 +124,12 @@ def _class_rows(paired: pl.DataFrame, translated: Mapping[int, bool],
 
 def lexicon_check(scores: Mapping[str, pl.DataFrame], maxacts: pl.DataFrame | pl.LazyFrame,
                   vocab: pl.DataFrame, langs: Sequence[str],
-                  config: LexiconCheckConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+                  config: LexiconCheckConfig, *, block_rows: int = BLOCK_ROWS
+                  ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(precision table ``TABLE_SCHEMA``, per-feature verdicts: langs, feature_id, translated,
-    word_a, word_b, reason) for the rankings in ``scores`` (method -> scores table)."""
-    pieces = (maxacts.lazy().join(vocab.lazy().select(pl.col("token_id").cast(pl.UInt32),
-                                                      "token_str"), on="token_id", how="left")
-              .select("feature_id", "lang", "token_str", "value").collect())
-    words = top_words_from_tokens(pieces, config=CheckConfig(top_n=config.top_words))
+    word_a, word_b, reason) for the rankings in ``scores`` (method -> scores table);
+    ``block_rows``: module docstring, Memory."""
+    words, base = words_and_support(maxacts, vocab, langs, config, block_rows)
     rankings = {m: s.filter(pl.col("rank").is_not_null()).sort("rank")["feature_id"].to_list()
                 for m, s in scores.items()}
     if "paired" in scores:  # the reference the paired ranking must beat: rho alone, no bound
@@ -88,7 +140,6 @@ def lexicon_check(scores: Mapping[str, pl.DataFrame], maxacts: pl.DataFrame | pl
         if "rank_verse" in scores["paired"].columns:  # the ranking before word-level evidence
             rankings["paired_verse"] = (scores["paired"].filter(pl.col("rank_verse").is_not_null())
                                         .sort("rank_verse")["feature_id"].to_list())
-    base = supported_features(maxacts, langs, config.min_cofire)
     tables, verdicts = [], []
     for a, b in combinations(langs, 2):
         name = f"{a}-{b}"

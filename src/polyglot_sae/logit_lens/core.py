@@ -343,24 +343,28 @@ def analyse(lens: UnembedLens, W_dec: Float[torch.Tensor, "d_sae d_model"], *,
             n1 = sizes[ok].astype(np.float64)
             masks = torch.from_numpy(sub[ok].T.astype(np.float64)).to(lens.W_U.device)
 
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in (
-        "mean", "std", "skewness", "kurtosis", "bimodality", "top_ids", "top_values",
-        "bottom_ids", "bottom_values", "rank_sums", "ties")}
-    for _, values in iter_logit_chunks(lens, W_dec, block, step, keep):
+    # Outputs filled in place, allocated once: a step's small arrays kept in lists would be
+    # placed between the freed blocks of logits and scratch, so that glibc could no longer
+    # reuse those holes for the next block; the heap then grew by ~3 bytes per (feature,
+    # token), without bound: 6.9 GB at 262,144 features x 8,192 tokens (bench.width_bench
+    # logit_lens), 0.05 GB with these arrays.
+    cols = {k: np.empty(d_sae) for k in ("mean", "std", "skewness", "kurtosis", "bimodality")}
+    ends = {k: np.empty((d_sae, top_k), dtype=np.uint32 if k.endswith("ids") else np.float32)
+            for k in ("top_ids", "top_values", "bottom_ids", "bottom_values")}
+    sums_all = np.empty((d_sae, len(names)))
+    ties_all = np.empty(d_sae)
+    for start, values in iter_logit_chunks(lens, W_dec, block, step, keep):
+        rows = slice(start, start + values.shape[0])
         for name, column in moments(values).items():
-            parts[name].append(column)
-        top = torch.topk(values, top_k, dim=1)
-        bottom = torch.topk(values, top_k, dim=1, largest=False)
-        parts["top_ids"].append(keep_ids[top.indices.cpu().numpy()])
-        parts["top_values"].append(top.values.cpu().numpy())
-        parts["bottom_ids"].append(keep_ids[bottom.indices.cpu().numpy()])
-        parts["bottom_values"].append(bottom.values.cpu().numpy())
+            cols[name][rows] = column
+        for end, largest in (("top", True), ("bottom", False)):
+            found = torch.topk(values, top_k, dim=1, largest=largest)
+            ends[f"{end}_ids"][rows] = keep_ids[found.indices.cpu().numpy()]
+            ends[f"{end}_values"][rows] = found.values.cpu().numpy()
+            del found
         if masks is not None:
-            sums, ties = rank_sums(values, masks)
-            parts["rank_sums"].append(sums)
-            parts["ties"].append(ties)
+            sums_all[rows], ties_all[rows] = rank_sums(values, masks)
         del values
-
     null_auc = None
     if masks is not None and enrichment_config.null_directions > 0:
         directions = null_directions(lens.d_model, enrichment_config.null_directions,
@@ -372,19 +376,8 @@ def analyse(lens: UnembedLens, W_dec: Float[torch.Tensor, "d_sae d_model"], *,
         u = np.concatenate(null_sums) - n1 * (n1 + 1) / 2
         null_auc = u / (n1 * (n_tokens - n1))
 
-    cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
-    stats = pl.DataFrame({
-        "feature_id": np.arange(d_sae, dtype=np.uint32),
-        **{k: cat[k] for k in ("mean", "std", "skewness", "kurtosis", "bimodality")},
-        "top_ids": pl.Series(cat["top_ids"].astype(np.uint32).reshape(d_sae, top_k).tolist(),
-                             dtype=pl.List(pl.UInt32)),
-        "top_values": pl.Series(cat["top_values"].reshape(d_sae, top_k).tolist(),
-                                dtype=pl.List(pl.Float32)),
-        "bottom_ids": pl.Series(cat["bottom_ids"].astype(np.uint32).reshape(d_sae, top_k).tolist(),
-                                dtype=pl.List(pl.UInt32)),
-        "bottom_values": pl.Series(cat["bottom_values"].reshape(d_sae, top_k).tolist(),
-                                   dtype=pl.List(pl.Float32)),
-    })
+    stats = pl.DataFrame({"feature_id": np.arange(d_sae, dtype=np.uint32), **cols,
+                          **{k: _list_column(v) for k, v in ends.items()}})
     stats = stats.insert_column(6, classify(stats, class_config))
 
     enrichment = None
@@ -394,7 +387,7 @@ def analyse(lens: UnembedLens, W_dec: Float[torch.Tensor, "d_sae d_model"], *,
                                        np.zeros((enrichment_config.null_directions, 0))
                                        if enrichment_config.null_directions else None)
     if masks is not None:
-        enrichment = enrichment_table(cat["rank_sums"].reshape(d_sae, -1), cat["ties"], n1,
+        enrichment = enrichment_table(sums_all, ties_all, n1,
                                        float(n_tokens), names, enrichment_config, null_auc)
     provenance = {
         "analysis": "logit_lens", "lens": lens.provenance(), "d_sae": d_sae,
@@ -413,6 +406,15 @@ def analyse(lens: UnembedLens, W_dec: Float[torch.Tensor, "d_sae d_model"], *,
                          for name, k in skipped.items()},
     }
     return LogitLensResult(stats, enrichment, provenance)
+
+
+def _list_column(rows: np.ndarray) -> pl.Series:
+    """A (features x k) array as a list column, without a Python object per entry (at 1M
+    features, 4 columns of 20 would be 84 M of them)."""
+    inner = pl.Series(rows.reshape(-1))
+    if rows.shape[1] == 0:  # polars cannot reshape to width 0
+        return pl.Series([[]] * rows.shape[0], dtype=pl.List(inner.dtype))
+    return inner.reshape(rows.shape).cast(pl.List(inner.dtype))
 
 
 def write_result(result: LogitLensResult, stats_path: str | Path,

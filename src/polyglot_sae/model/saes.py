@@ -18,8 +18,9 @@ from polyglot_sae.model.load import stop_layer
 class SAESourceConfig:
     """Where an SAE comes from (training has its own config: `model.training.TrainConfig`)."""
 
-    # train: trained here (JumpReLU); pretrained: sae-lens release + id (hub); disk: an sae-lens
-    # folder; gemmascope_npz: a GemmaScope params.npz (W_enc, W_dec, b_enc, b_dec, threshold)
+    # train: trained here (JumpReLU); pretrained: sae-lens release + id (hub, fetched by the
+    # fetch_sae rule, hub.fetch); disk: an sae-lens folder; gemmascope_npz: a GemmaScope
+    # params.npz (W_enc, W_dec, b_enc, b_dec, threshold)
     source: Literal["train", "pretrained", "disk", "gemmascope_npz"]
     # pretrained: the sae-lens release and SAE id, e.g. gemma-scope-2b-pt-res-canonical,
     # layer_20/width_16k/canonical
@@ -54,18 +55,17 @@ def sae_from_gemmascope_npz(path: str | Path, hook: str, model_name: str):
 
 
 def import_sae(cfg: SAESourceConfig, hook: str, model_name: str, out_dir: str | Path) -> Path:
-    """Bring a non-trained SAE into `out_dir` in sae-lens format."""
-    from sae_lens import SAE
-
-    if cfg.source == "pretrained":  # hub path, for users with access
-        sae = SAE.from_pretrained(cfg.release, cfg.sae_id, device="cpu")
-    elif cfg.source == "disk":
+    """Bring a local, non-trained SAE (``disk``, ``gemmascope_npz``) into `out_dir` in sae-lens
+    format. Pretrained SAEs never come here: the fetch rule (``hub.fetch.fetch_sae``, run where
+    the hub is reachable) writes their folder, and this rule's jobs run offline."""
+    if cfg.source == "disk":
         sae = load_sae(cfg.path)
     elif cfg.source == "gemmascope_npz":
         sae = sae_from_gemmascope_npz(cfg.path, hook, model_name)
     else:
-        raise InputError("config", "saes[].source", f"{cfg.source!r} is not importable",
-                         "use pretrained, disk or gemmascope_npz (train has its own rule)")
+        raise InputError("config", "saes[].source", f"{cfg.source!r} is not importable here",
+                         "use disk or gemmascope_npz (train has its own rule; pretrained SAEs "
+                         "are fetched by the fetch_sae rule)")
     return write_dir(sae.save_model, Path(out_dir))
 
 
