@@ -174,8 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - t0
         meta = read_metadata(out / "causal.parquet")
         phases, work = meta["timings_s"], meta.get("work")
-        dictionary = pl.read_parquet(out / "dictionary.parquet")
         checks = read_metadata(out / "dictionary.parquet").get("validation")
+        paired = inputs["scores"].get("paired")
+        dict_line = dictionary_headline(
+            pl.read_parquet(out / "dictionary.parquet"),
+            pl.read_parquet(paired) if paired else None, inputs["langs"], checks) if checks \
+            else ""
 
     tested = table.filter(~pl.col("is_control"))
     n_abl = int(table["n_sentences_en"].sum() + table["n_sentences_es"].sum())
@@ -191,10 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"control p95 of KL: en {table['control_p95_en'][0]:.4g}, "
           f"es {table['control_p95_es'][0]:.4g} nats per position")
     print(headline(table))
-    if checks:
-        paired = inputs["scores"].get("paired")
-        print(dictionary_headline(dictionary, pl.read_parquet(paired) if paired else None,
-                                  inputs["langs"], checks))
+    if dict_line:
+        print(dict_line)
     return 0
 
 
