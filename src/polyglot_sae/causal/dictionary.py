@@ -37,18 +37,22 @@ from .verdict import log_residuals
 MIN_DISJOINT = 4
 
 
-def per_language(effects: Mapping[int, Effect], sentences: Mapping[int, Mapping[str, Sequence[int]]],
-                 langs: Sequence[str], d_sae: int, field: str = "kl",
-                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per language, each feature's mean `field` over its sentences (NaN without one) and
-    their number. `effects`: (feature, sentence index) -> Effect."""
-    mean = {lang: np.full(d_sae, np.nan) for lang in langs}
+def per_language(effects: Mapping[tuple[int, int], Effect],
+                 sentences: Mapping[int, Mapping[str, Sequence[int]]], langs: Sequence[str],
+                 d_sae: int, fields: Sequence[str] = ("kl", "dce"),
+                 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Per field and language, each feature's mean of that Effect field over its sentences
+    (NaN without one); per language their number. `effects`: (feature, sentence index) ->
+    Effect."""
+    mean = {f: {lang: np.full(d_sae, np.nan) for lang in langs} for f in fields}
     count = {lang: np.zeros(d_sae, dtype=np.int64) for lang in langs}
-    for f, by_lang in sentences.items():
+    for feature, by_lang in sentences.items():
         for lang in langs:
-            got = [getattr(effects[(f, i)], field) for i in by_lang.get(lang, [])]
+            got = [effects[(feature, i)] for i in by_lang.get(lang, [])]
             if got:
-                mean[lang][f], count[lang][f] = float(np.mean(got)), len(got)
+                count[lang][feature] = len(got)
+                for f in fields:
+                    mean[f][lang][feature] = float(np.mean([getattr(e, f) for e in got]))
     return mean, count
 
 
@@ -58,16 +62,15 @@ def dictionary_table(effects: Mapping[tuple[int, int], Effect],
     """``feature_id, alive, firing_rate, magnitude, residual_{L}`` and per language ``kl_{L}``,
     ``dce_{L}`` (the observed token's cross-entropy change) and ``n_dict_{L}`` (sentences)."""
     d_sae = alive.size
-    kl, count = per_language(effects, sentences, langs, d_sae)
-    dce, _ = per_language(effects, sentences, langs, d_sae, "dce")
+    mean, count = per_language(effects, sentences, langs, d_sae)
     cols = {"feature_id": np.arange(d_sae, dtype=np.uint32), "alive": alive,
             "firing_rate": rates, "magnitude": magnitude}
     with np.errstate(divide="ignore", invalid="ignore"):
         covariates = np.column_stack([np.log(rates), np.log(magnitude)])
     for lang in langs:
-        cols[f"kl_{lang}"], cols[f"dce_{lang}"] = kl[lang], dce[lang]
+        cols[f"kl_{lang}"], cols[f"dce_{lang}"] = mean["kl"][lang], mean["dce"][lang]
         cols[f"n_dict_{lang}"] = count[lang]
-        cols[f"residual_{lang}"] = log_residuals(kl[lang], covariates, alive)[0]
+        cols[f"residual_{lang}"] = log_residuals(mean["kl"][lang], covariates, alive)[0]
     return pl.DataFrame(cols).with_columns(
         pl.col(c).fill_nan(None) for c in cols if c.startswith(("kl_", "dce_", "residual_")))
 

@@ -96,10 +96,7 @@ class Resumer:
         for b, (_, acts) in enumerate(items):
             batch[b, :lengths[b]] = acts
         run = self.lean.clean(batch)
-        return [_Windows(self.lean, acts, CleanRun(
-            run.final[b:b + 1, :n], [k[b:b + 1, :, :n] for k in run.keys],
-            [v[b:b + 1, :, :n] for v in run.values])) for b, ((_, acts), n) in enumerate(
-                zip(items, lengths))]
+        return [_Windows(self.lean, acts, run, b) for b, (_, acts) in enumerate(items)]
 
 
 class _WholeRows:
@@ -124,27 +121,29 @@ class _Windows:
     firing) to its span's end. A copy that does not differ before its span's end is the clean
     run there, exactly."""
 
-    def __init__(self, lean: LeanResume, acts: Tensor, run: CleanRun):
-        self.lean, self.acts, self.run = lean, acts, run
+    def __init__(self, lean: LeanResume, acts: Tensor, run: CleanRun, row: int):
+        """`run`: the clean runs of a batch of sentences, this one at `row`."""
+        self.lean, self.acts, self.run, self.row = lean, acts, run, row
 
     def __call__(self, edited: Sequence[Tensor], spans: Sequence[tuple[int, int]],
                  ) -> tuple[Float[Tensor, "pos d_model"], list[Tensor]]:
-        clean = self.run.final[0]
+        clean = self.run.final[self.row, :self.acts.shape[0]]
         out: list[Tensor] = [clean[s:e] for s, e in spans]
-        lows, moved = [], []
-        for c, (x, (s, e)) in enumerate(zip(edited, spans)):
-            differs = torch.nonzero((x[:e] != self.acts[:e]).any(-1))
-            if differs.numel():
-                lows.append(min(int(differs[0, 0]), s))
-                moved.append(c)
+        device = clean.device
+        stacked = torch.stack(list(edited))
+        ends = torch.tensor([e for _, e in spans], device=device)
+        positions = torch.arange(stacked.shape[1], device=device)
+        # per copy, where it first differs from the clean activations before its span's end
+        differs = (stacked != self.acts).any(-1) & (positions < ends[:, None])
+        moved = torch.nonzero(differs.any(-1))[:, 0].tolist()
         if moved:
+            starts = torch.tensor([s for s, _ in spans], device=device)
+            lows = torch.minimum(differs.to(torch.uint8).argmax(-1), starts)[moved].tolist()
             width = max(spans[c][1] - lo for c, lo in zip(moved, lows))
-            at = torch.tensor(lows, device=clean.device)[:, None] + torch.arange(
-                width, device=clean.device)
-            stacked = torch.stack([edited[c] for c in moved])
-            rows = stacked[torch.arange(len(moved), device=clean.device)[:, None],
+            at = torch.tensor(lows, device=device)[:, None] + torch.arange(width, device=device)
+            rows = stacked[torch.tensor(moved, device=device)[:, None],
                            at.clamp(max=stacked.shape[1] - 1)]
-            got = self.lean.windows(self.run, 0, rows, at)
+            got = self.lean.windows(self.run, self.row, rows, at)
             for k, (c, lo) in enumerate(zip(moved, lows)):
                 s, e = spans[c]
                 out[c] = got[k, s - lo:e - lo]
@@ -287,7 +286,8 @@ def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Fl
         if item not in lengths:
             continue
         if item not in sentences:  # the next batch_size sentences' clean runs
-            chunk = todo[todo.index(item):todo.index(item) + batch_size]
+            at = todo.index(item)
+            chunk = todo[at:at + batch_size]
             sentences = dict(zip(chunk, resumer.sentences(
                 [(items[i][0][:lengths[i]], items[i][1][:lengths[i]]) for i in chunk])))
         length, sentence = lengths[item], sentences[item]
