@@ -8,6 +8,7 @@ import io
 import re
 import shutil
 
+import numpy as np
 import polars as pl
 import pytest
 from conftest import ROOT
@@ -47,6 +48,13 @@ def test_features_join_every_stage(tiny_dag, tmp_path):
     causal = pl.read_parquet(res / "causal" / "tiny-sae.parquet").filter(~pl.col("is_control"))
     got = table.filter(pl.col("causal_verdict").is_not_null())
     assert sorted(got["feature_id"].to_list()) == sorted(causal["feature_id"].to_list())
+    # the whole dictionary's ablation: every feature's row, by feature id
+    whole = pl.read_parquet(res / "causal" / "tiny-sae.dictionary.parquet")
+    joined = table.join(whole, on="feature_id")
+    assert joined.height == table.height and joined["n_dict_en"].sum() > 0
+    for lang in ("en", "es"):
+        a, b = joined[f"ablation_kl_{lang}"].to_numpy(), joined[f"kl_{lang}"].to_numpy()
+        assert np.array_equal(np.isnan(a), np.isnan(b)) and np.allclose(a, b, equal_nan=True)
     f = run.feature("tiny-sae", int(paired.sort("rank")["feature_id"][0]))
     assert f.scores["rho"] == paired.sort("rank")["rho"][0]
     html = f._repr_html_()

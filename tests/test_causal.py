@@ -270,6 +270,43 @@ def test_features_under_test_and_controls():
     assert len(control_features(rates, magnitude, candidates, [0, 2], 20)) == candidates.sum()
 
 
+def test_clean_rows_match_a_float64_softmax():
+    """The clean rows' top tokens, their log-probabilities and the target's, over more rows than
+    one block (the reused block's partial second use), against numpy's float64 log-softmax;
+    a near-certain answer (1 - p ~ 1e-7) keeps its log to 1e-7."""
+    from types import SimpleNamespace
+
+    from polyglot_sae.causal import shift
+
+    rng = np.random.default_rng(0)
+    d, vocab, n, k = 8, 300, shift.BLOCK + 3, 5
+    W_U = rng.normal(size=(d, vocab)).astype(np.float32)
+    b_U = rng.normal(size=vocab).astype(np.float32)
+    resid = rng.normal(size=(n, d)).astype(np.float32)
+    W_U[0] = 0.0  # the first direction moves token 7's logit only
+    W_U[0, 7] = 1.0
+    resid[1] = 0.0
+    resid[1, 0] = 22.0 - b_U[7]  # token 7 about 22 nats ahead of the rest
+    targets = rng.integers(0, vocab, n)
+    targets[1] = 7
+    model = SimpleNamespace(W_U=torch.from_numpy(W_U), b_U=torch.from_numpy(b_U),
+                            cfg=SimpleNamespace(output_logits_soft_cap=-1.0,
+                                                normalization_type=None))
+    got = shift.clean_rows(model, torch.from_numpy(resid), torch.from_numpy(targets), k,
+                           shift.Unembedding(model))
+    logits = resid.astype(np.float64) @ W_U.astype(np.float64) + b_U
+    ref = logits - logits.max(1, keepdims=True)
+    ref = ref - np.log(np.exp(ref).sum(1, keepdims=True))
+    top = np.argsort(-ref, axis=1)[:, :k]
+    assert np.array_equal(np.sort(got.top_ids.numpy(), 1), np.sort(top, 1))
+    np.testing.assert_allclose(got.top_logp.numpy(), np.take_along_axis(ref, got.top_ids.numpy(),
+                                                                         1), atol=2e-6)
+    target = ref[np.arange(n), targets]
+    np.testing.assert_allclose(got.logp_target.numpy(), target, atol=2e-6)
+    assert -1e-5 < target[1] < -1e-8  # the planted answer is near-certain
+    assert abs(got.logp_target[1].item() - target[1]) < 1e-7
+
+
 def test_feature_words_are_the_most_frequent_tokens_at_the_top_pairs():
     maxacts = pl.DataFrame({
         "pair_id": [0, 1, 2, 3, 0, 1, 2, 0], "lang": ["en"] * 4 + ["es"] * 3 + ["en"],

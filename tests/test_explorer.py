@@ -57,6 +57,10 @@ def test_filters_match_python(browser):
     assert all(list(r.iter("td"))[1].text() == cls for r in rows)
     count, _ = _view(folder, "min.rho=0.1&max.r_word=0.6")
     assert count == table.filter((pl.col("rho") >= 0.1) & (pl.col("r_word") <= 0.6)).height
+    # the whole dictionary's ablation, every alive feature's
+    cut = round(float(table["ablation_kl_en"].median()), 4)  # the browser's values: 4 decimals
+    count, _ = _view(folder, f"min.ablation_kl_en={cut}")
+    assert 0 < count == table.filter(pl.col("ablation_kl_en").round(4) >= cut).height
 
 
 def test_search_finds_a_planted_word(browser):

@@ -360,6 +360,30 @@ def test_causal_section_from_the_table(inputs, tmp_path):
     assert 'id="causal"' not in (out / "features" / f"{untested}.html").read_text(encoding="utf-8")
 
 
+def test_ablation_section_from_the_dictionary_table(inputs, tmp_path):
+    """The whole dictionary's ablation on every measured feature's page: KL, loss increase,
+    residual and sentences per language; a feature measured in no language gets no section."""
+    from polyglot_sae.report.page_entries import ablation_entries
+
+    langs = list(inputs.langs)
+    ids = select_features(inputs.scores, CONFIG)
+    row = {"feature_id": ids, "alive": [True] * len(ids)}
+    for i, lang in enumerate(langs):
+        row |= {f"kl_{lang}": [0.5 + i] + [None] * (len(ids) - 1),
+                f"dce_{lang}": [0.25] + [None] * (len(ids) - 1),
+                f"residual_{lang}": [-1.5 + i] + [None] * (len(ids) - 1),
+                f"n_dict_{lang}": [2 - i] + [0] * (len(ids) - 1)}
+    pl.DataFrame(row).write_parquet(tmp_path / "dictionary.parquet")
+    entries = ablation_entries(tmp_path / "dictionary.parquet", langs)
+    assert set(entries) == {ids[0]}
+    out = build_feature_pages(replace(inputs, ablation=entries), tmp_path / "site", CONFIG)
+    page = parse((out / "features" / f"{ids[0]}.html").read_text(encoding="utf-8"))
+    section = next(n for n in page.iter("section") if n.attrs.get("id") == "ablation")
+    cells = [[td.text() for td in tr.iter("td")] for tr in section.find_tag("table").iter("tr")][1:]
+    assert cells[0] == ["0.5", "0.25", "-1.5", "2"] and cells[1] == ["1.5", "0.25", "-0.5", "1"]
+    assert 'id="ablation"' not in (out / "features" / f"{ids[1]}.html").read_text(encoding="utf-8")
+
+
 def test_failed_build_keeps_the_old_folder(inputs, tmp_path, monkeypatch):
     out = build_feature_pages(inputs, tmp_path / "site", CONFIG)
     before = sorted(p.relative_to(out) for p in out.rglob("*"))

@@ -175,7 +175,8 @@ class Feature:
         scores = run.path / "scores" / f"{sae}.{method}.parquet"
         shards = sorted((run.path / "acts" / sae).glob("*.parquet"))
         corpus = run.corpus_dir()
-        sections = {s: stage_file(run.path, sae, s) for s in ("causal", "logit_lens", "mcs")}
+        sections = {s: stage_file(run.path, sae, s) for s in ("causal", "ablation", "logit_lens",
+                                                                "mcs")}
         sections = {s: f for s, f in sections.items() if f is not None}
         examples = run.path / "paired" / f"{sae}.word_examples.parquet"
         if method == "paired" and examples.exists():

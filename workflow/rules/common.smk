@@ -216,7 +216,8 @@ FIGURES = [
 
 def page_extras(wildcards, method=None):
     """What the feature pages show besides the scores: MCS when the SAE has a ladder, the
-    logit lens and the causal check when they run, the word-level evidence for `paired`.
+    logit lens and the causal check (with its whole dictionary) when they run, the
+    word-level evidence for `paired`.
     """
     extras = {}
     if config["logit_lens"]["enabled"]:
@@ -227,6 +228,10 @@ def page_extras(wildcards, method=None):
         extras["mcs"] = f"results/{wildcards.run}/mcs/{wildcards.sae}.features.parquet"
     if CAUSAL:
         extras["causal"] = f"results/{wildcards.run}/causal/{wildcards.sae}.parquet"
+        if config["causal"]["dictionary_sentences"]:
+            extras["ablation"] = (
+                f"results/{wildcards.run}/causal/{wildcards.sae}.dictionary.parquet"
+            )
     if (method or wildcards.method) == "paired" and WORD_LEVEL:
         extras["word_examples"] = (
             f"results/{wildcards.run}/paired/{wildcards.sae}.word_examples.parquet"

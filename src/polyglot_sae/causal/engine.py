@@ -103,6 +103,8 @@ class _WholeRows:
     """Edited copies run whole beside the clean sentence, as rows of one batch (the clean row
     and an unchanged copy then take the same arithmetic, bit for bit)."""
 
+    shares_clean = False  # a clean row is compared only with the copies of its own batch
+
     def __init__(self, resumer: Resumer, tokens: Tensor, acts: Tensor):
         self.resumer, self.tokens, self.acts = resumer, tokens, acts
 
@@ -120,6 +122,8 @@ class _Windows:
     where it first differs from the clean activations (its start, for an ablation from the first
     firing) to its span's end. A copy that does not differ before its span's end is the clean
     run there, exactly."""
+
+    shares_clean = True  # one clean run for all of the sentence's copies
 
     def __init__(self, lean: LeanResume, acts: Tensor, run: CleanRun, row: int):
         """`run`: the clean runs of a batch of sentences, this one at `row`."""
@@ -251,6 +255,19 @@ class _Queued:
     which: Tensor  # [rows]: the clean position each ablated row is compared with
     lengths: list[int]  # positions of each ablation
 
+    @classmethod
+    def of(cls, item: int, clean: Tensor, tokens: Tensor, windows: Sequence[Tensor],
+           spans: Sequence[tuple[int, int]]) -> _Queued:
+        """The clean rows only where some window needs them, each once: every clean position
+        costs a pass over the whole vocabulary."""
+        ranges = [torch.arange(s, e) for s, e in spans]
+        needed = torch.unique(torch.cat(ranges))
+        slot = torch.full((clean.shape[0],), -1, dtype=torch.long)
+        slot[needed] = torch.arange(needed.numel())
+        needed = needed.to(tokens.device)
+        return cls(item, clean[needed], tokens[needed + 1], torch.cat(list(windows)),
+                   torch.cat([slot[r] for r in ranges]), [e - s for s, e in spans])
+
 
 def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Float[Tensor, "pos d"],
                                                           torch.Tensor, Sequence[Ablation]]],
@@ -268,7 +285,7 @@ def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Fl
     unembed = unembed or Unembedding(resumer.model)
     out: list[list[Effect]] = [[] for _ in items]
     queue: list[_Queued] = []
-    queued_rows = 0
+    queued_rows = queued = 0
     bar = tqdm(total=sum(len(x[3]) for x in items), desc="causal ablation", unit="ablation",
                file=sys.stderr, mininterval=5, disable=len(items) < 2)
     ends = {}
@@ -293,30 +310,29 @@ def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Fl
         length, sentence = lengths[item], sentences[item]
         x = acts[:length]
         codes = sae.encode(x.to(sae.dtype))
+        spans = [(a.start, e) for a, e in zip(ablations, ends[item])]
+        windows: list[Tensor] = []
         for lo in range(0, len(ablations), batch_size - 1):
             group = ablations[lo:lo + batch_size - 1]
-            group_ends = ends[item][lo:lo + batch_size - 1]
             edited = [ablate(sae, x, a.feature, real[:length], codes) for a in group]
-            clean, windows = sentence(edited, [(a.start, e) for a, e in zip(group, group_ends)])
-            # the clean row only where some window needs it: each clean position costs a pass
-            # over the whole vocabulary
-            spans = [torch.arange(a.start, e) for a, e in zip(group, group_ends)]
-            needed = torch.unique(torch.cat(spans))
-            slot = torch.full((length,), -1, dtype=torch.long)
-            slot[needed] = torch.arange(needed.numel())
-            needed = needed.to(tokens.device)
-            queue.append(_Queued(item, clean[needed], tokens[needed + 1], torch.cat(windows),
-                                 torch.cat([slot[span] for span in spans]),
-                                 [e - a.start for a, e in zip(group, group_ends)]))
+            clean, got = sentence(edited, spans[lo:lo + batch_size - 1])
+            windows.extend(got)
             bar.update(len(group))
-            queued_rows += queue[-1].clean.shape[0]
+            if not sentence.shares_clean:  # each group against its own clean row
+                queue.append(_Queued.of(item, clean, tokens, windows, spans[lo:lo + len(group)]))
+                windows = []
+        if sentence.shares_clean:  # one clean row for all of the sentence's ablations
+            queue.append(_Queued.of(item, clean, tokens, windows, spans))
+        for q in queue[queued:]:
+            queued_rows += q.clean.shape[0]
             if counts is not None:
-                counts["clean_rows"] = counts.get("clean_rows", 0) + queue[-1].clean.shape[0]
+                counts["clean_rows"] = counts.get("clean_rows", 0) + q.clean.shape[0]
                 counts["ablated_positions"] = (counts.get("ablated_positions", 0)
-                                               + queue[-1].ablated.shape[0])
-            if queued_rows >= CLEAN_ROWS:
-                _settle(resumer.model, queue, top_k, unembed, out)
-                queue, queued_rows = [], 0
+                                               + q.ablated.shape[0])
+        queued = len(queue)
+        if queued_rows >= CLEAN_ROWS:
+            _settle(resumer.model, queue, top_k, unembed, out)
+            queue, queued_rows, queued = [], 0, 0
     if queue:
         _settle(resumer.model, queue, top_k, unembed, out)
     bar.close()

@@ -14,6 +14,7 @@ import torch
 
 from polyglot_sae.activations.extract import Sentence, hook_batches, tokenize
 from polyglot_sae.errors import InputError
+from polyglot_sae.model.lean_forward import lean_forward_for
 from polyglot_sae.model.load import special_token_ids
 
 from .config import CausalConfig
@@ -36,7 +37,10 @@ class _Scan:
         self.acts: list[torch.Tensor] = [torch.empty(0)] * len(sentences)
         self.real: list[torch.Tensor] = [torch.empty(0)] * len(sentences)
         self.first = np.full((len(sentences), int(sae.cfg.d_sae)), -1, dtype=np.int32)
-        for b in hook_batches(model, hook, self.sentences, batch_size, desc="causal scan"):
+        # the lean forward where it serves the hook (Gemma-2/3 at a residual stream):
+        # TransformerLens copies every weight matrix on each call
+        for b in hook_batches(model, hook, self.sentences, batch_size, desc="causal scan",
+                              lean=lean_forward_for(model, hook)):
             if b.acts.ndim != 3:
                 raise InputError(hook, "hook", f"activation shape {tuple(b.acts.shape)} is not "
                                  "[batch, pos, d]", "use an SAE at a hook with one vector per token")

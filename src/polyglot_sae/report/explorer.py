@@ -43,6 +43,17 @@ NUMERIC = (
     ("exact_rank", "exact rank", "rank by the blog text's BI score"),
     ("seed_rank", "seed rank", "rank by the blog code's BI score"),
 )
+
+
+def _per_language(langs: Sequence[str]) -> tuple[tuple[str, str, str], ...]:
+    """The whole-dictionary ablation's columns, per language."""
+    return tuple(item for lang in langs for item in (
+        (f"ablation_kl_{lang}", f"KL {lang}", f"removed on held-out {lang} sentences: KL of the "
+         "next-token distribution, nats per position"),
+        (f"ablation_residual_{lang}", f"used {lang}", f"log KL ({lang}) minus what firing rate "
+         "and magnitude predict: above 0, used more than its size suggests")))
+
+
 # (column, label) of the categorical columns shown
 LABELS = (("causal_verdict", "causal"), ("logit_lens_class", "logit lens"),
           ("lexicon_translated", "translated"))
@@ -79,7 +90,8 @@ def explorer_data(table: pl.DataFrame, words: pl.DataFrame, langs: Sequence[str]
     top = (words.sort("feature_id", "lang", "word_rank")
            .group_by("feature_id", "lang", maintain_order=True).agg(pl.col("word").head(3)))
     by = {(int(f), str(lang)): " · ".join(w) for f, lang, w in top.iter_rows()}
-    numeric = [(c, label, tip) for c, label, tip in NUMERIC if c in alive.columns]
+    numeric = [(c, label, tip) for c, label, tip in NUMERIC + _per_language(langs)
+               if c in alive.columns]
     return {
         "langs": list(langs), "classes": classes,
         "id": ids, "cls": [code[c] for c in alive["class"].to_list()],

@@ -125,6 +125,17 @@ class CausalCheck:
 
 
 @dataclass(frozen=True)
+class DictionaryAblation:
+    """The feature removed where it first fires on a few held-out sentences per language (the
+    causal check's whole-dictionary pass, polyglot_sae.causal.dictionary)."""
+
+    # lang -> (KL(clean || ablated) per position, the observed token's loss increase, the
+    # residual of log KL after its fit on firing rate and magnitude, sentences); None where the
+    # feature does not fire in that language's pool
+    effects: Mapping[str, tuple[float | None, float | None, float | None, int]]
+
+
+@dataclass(frozen=True)
 class AlignedExample:
     """One co-fired link: the two verses split around the linked words, with the feature's
     activation on each word (the word's max over its tokens)."""
@@ -167,6 +178,8 @@ class FeaturePagesInput:
     mcs: Mapping[int, Sequence[McsMatch]] | None = None
     # feature_id -> the causal check; features without an entry get no such section.
     causal: Mapping[int, CausalCheck] | None = None
+    # feature_id -> its whole-dictionary ablation; features without an entry get no section.
+    ablation: Mapping[int, DictionaryAblation] | None = None
     # feature_id -> word-level evidence (paired method); without an entry, no such section.
     words: Mapping[int, WordEvidence] | None = None
     # What was scored (run, SAE, method), shown under every heading.

@@ -1,5 +1,5 @@
-"""Page entries from the stages' own files: the logit lens, MCS, the causal check and the
-paired method's word level, as the optional sections of ``FeaturePagesInput``."""
+"""Page entries from the stages' own files: the logit lens, MCS, the causal check (its tested
+features and the whole dictionary) and the paired method's word level, as the optional sections of ``FeaturePagesInput``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import polars as pl
 
 from ..atomic_io import read_metadata
-from .page_data import (AlignedExample, CausalCheck, LogitLens, McsMatch, WordEvidence, _clean,
-                        _refs, _require)
+from .page_data import (AlignedExample, CausalCheck, DictionaryAblation, LogitLens, McsMatch,
+                        WordEvidence, _clean, _refs, _require)
 
 
 def logit_lens_entries(stats_path: str | Path, k: int = 10) -> dict[int, LogitLens]:
@@ -49,6 +49,19 @@ def causal_entries(table_path: str | Path, langs: Sequence[str]) -> dict[int, Ca
             bars={lang: row[f"control_p95_{lang}"] for lang in langs}, steering=steering,
             kl=kl, q=q)
     return out
+
+
+def ablation_entries(table_path: str | Path, langs: Sequence[str]) -> dict[int, DictionaryAblation]:
+    """Page entries from the causal check's whole-dictionary table: every feature measured in
+    some language."""
+    table = pl.read_parquet(table_path)
+    cols = [f"{c}_{lang}" for lang in langs for c in ("kl", "dce", "residual", "n_dict")]
+    _require(table, "causal dictionary table", ("feature_id", *cols))
+    measured = table.filter(pl.any_horizontal(pl.col(f"n_dict_{lang}") > 0 for lang in langs))
+    return {int(row["feature_id"]): DictionaryAblation(
+        {lang: (row[f"kl_{lang}"], row[f"dce_{lang}"], row[f"residual_{lang}"],
+                int(row[f"n_dict_{lang}"])) for lang in langs})
+        for row in measured.iter_rows(named=True)}
 
 
 _WORD_NUMBERS = ("r_word", "r_word_lo", "align_lift", "lex_word", "n_cofire_word", "n_links")
@@ -89,7 +102,7 @@ def word_entries(scores_path: str | Path, examples_path: str | Path, pairs_path:
 def page_extras(files: Mapping[str, Any], scores: str | Path, langs: Sequence[str],
                 refs: str | Path | None = None) -> dict[str, Any]:
     """The optional page sections from the pipeline's files (keys ``mcs``, ``logit_lens``,
-    ``causal``, ``word_examples`` with ``texts``), as ``FeaturePagesInput`` fields."""
+    ``causal``, ``ablation``, ``word_examples`` with ``texts``), as ``FeaturePagesInput`` fields."""
     extras: dict[str, Any] = {}
     if "mcs" in files:
         extras["mcs"] = mcs_entries(files["mcs"])
@@ -97,6 +110,8 @@ def page_extras(files: Mapping[str, Any], scores: str | Path, langs: Sequence[st
         extras["logit_lens"] = logit_lens_entries(files["logit_lens"])
     if "causal" in files:
         extras["causal"] = causal_entries(files["causal"], langs)
+    if "ablation" in files:
+        extras["ablation"] = ablation_entries(files["ablation"], langs)
     if "word_examples" in files:
         extras["words"] = word_entries(scores, files["word_examples"], files["texts"], refs)
     return extras

@@ -200,6 +200,7 @@ def render_feature_page(feature: FeatureData, inputs: FeaturePagesInput, config:
         feature=feature, langs=list(inputs.langs), prev=prev, next=next_, scores=scores,
         neuronpedia_url=url, lens=(inputs.logit_lens or {}).get(f),
         mcs=(inputs.mcs or {}).get(f), causal=(inputs.causal or {}).get(f),
+        ablation=(inputs.ablation or {}).get(f),
         words=(inputs.words or {}).get(f))
 
 

@@ -4,7 +4,7 @@
 The paired method's columns (the recommended ranking: ``rank``, ``class``, ``rho``...,
 ``r_word``...) keep their names; every other stage's are prefixed by its name (``exact_rank``,
 ``seed_q_value``, ``monolinguality_nu_max``, ``lexicon_translated``, ``causal_verdict``,
-``logit_lens_class``, ``mcs_mcs``), so nothing collides. A stage without a file adds nothing.
+``ablation_kl_en``, ``logit_lens_class``, ``mcs_mcs``), so nothing collides. A stage without a file adds nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
+import polars.selectors as cs
 
 # stage -> the per-SAE file under results/{run}/ its per-feature columns come from
 STAGE_FILES = {
@@ -20,6 +21,8 @@ STAGE_FILES = {
     "monolinguality": "monolinguality/{sae}.{bi}.parquet",
     "lexicon": "lexicon/{sae}.features.parquet",
     "causal": "causal/{sae}.parquet",
+    # the causal check's whole-dictionary pass: every alive feature ablated
+    "ablation": "causal/{sae}.dictionary.parquet",
     "logit_lens": "logit_lens/{sae}.stats.parquet",
     "mcs": "mcs/{sae}.features.parquet",
 }
@@ -61,6 +64,9 @@ def _per_feature(stage: str, file: Path) -> pl.DataFrame:
     table = pl.read_parquet(file)
     if stage == "causal":
         table = table.filter(~pl.col("is_control")).drop("is_control")
+    if stage == "ablation":  # rate and magnitude are the scores' own, by other names
+        table = table.select("feature_id", cs.starts_with(
+            "kl_", "dce_", "residual_", "n_dict_"))
     if stage == "monolinguality":  # one row per language: nu per language, then its max
         per_lang = table.pivot(on="lang", index="feature_id", values="nu")
         table = per_lang.rename({c: f"nu_{c}" for c in per_lang.columns if c != "feature_id"}
