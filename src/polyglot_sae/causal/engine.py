@@ -240,8 +240,10 @@ class Effect:
 
 
 # Clean rows gathered from many sentences before their softmax statistics are computed: each
-# pass over the unembedding (671 MB for Gemma-3-270M, memory-bound) then serves this many rows.
-CLEAN_ROWS = 256
+# pass over the unembedding (671 MB for Gemma-3-270M, memory-bound) then serves shift.BLOCK
+# rows, and the last, partial block of a batch (slower per row) is a small share of it. With
+# top_k 2048 a clean row keeps 32 KiB (its top tokens and their log-probabilities).
+CLEAN_ROWS = 2048
 
 
 @dataclass

@@ -33,6 +33,9 @@ from torch import Tensor
 # AVX2, float32, into a reused block): the unembedding is read once per block.
 BLOCK = 256
 
+# Ablated rows per part of `shifts`: its [rows, top_k] float64 temporaries stay ~16 MiB each.
+SHIFT_ROWS = 1024
+
 
 def final_norm(model, resid: Float[Tensor, "rows d_model"]) -> Float[Tensor, "rows d_model"]:
     """The final norm before the unembedding (none for a model without one)."""
@@ -113,7 +116,14 @@ def clean_rows(model, resid: Float[Tensor, "rows d_model"], targets: Int[Tensor,
 def shifts(model, clean: CleanRows, which: Int[Tensor, " m"], resid: Float[Tensor, "m d_model"],
            unembed: Unembedding) -> tuple[Float[Tensor, " m"], Float[Tensor, " m"]]:
     """(KL(clean || ablated), dCE of the observed token) of each ablated row, row r compared with
-    clean row ``which[r]`` (float64)."""
+    clean row ``which[r]`` (float64), SHIFT_ROWS rows at a time."""
+    parts = [_shifts(model, clean, which[lo:lo + SHIFT_ROWS], resid[lo:lo + SHIFT_ROWS], unembed)
+             for lo in range(0, which.shape[0], SHIFT_ROWS)]
+    return torch.cat([kl for kl, _ in parts]), torch.cat([dce for _, dce in parts])
+
+
+def _shifts(model, clean: CleanRows, which: Tensor, resid: Tensor, unembed: Unembedding,
+            ) -> tuple[Tensor, Tensor]:
     delta = (final_norm(model, resid) - clean.normed[which]).double()
     dl_target = (delta * unembed.rows[clean.targets[which]].double()).sum(-1)
     if clean.exact:
