@@ -330,6 +330,30 @@ def test_headline_counts_each_methods_top_list():
                                "seed top 3 — 2 both, 0 one-language, 0 neither, 1 untested.")
 
 
+def test_group_test_against_closed_forms():
+    """A top list wholly above the controls: the medians by hand, the one-sided Mann-Whitney
+    p-value of complete separation 1 / C(n + m, n) (exact, no ties), a bootstrap interval
+    around the difference; the headline's group sentence from the table's residuals."""
+    from polyglot_sae.causal.verdict import group_test
+
+    tested = np.array([2.0, 3.0, 5.0, np.nan])
+    controls = np.array([-1.0, 0.0, 0.5, 1.0, 1.5])
+    g = group_test(tested, controls)
+    assert (g["n"], g["median"], g["control_median"], g["diff"]) == (3, 3.0, 0.5, 2.5)
+    assert g["p"] == pytest.approx(1 / math.comb(8, 3))
+    assert g["lo"] <= 2.5 <= g["hi"] and g["lo"] > 0
+    flipped = group_test(controls[:3], tested[:3])  # below the controls: no evidence
+    assert flipped["diff"] < 0 and flipped["p"] > 0.9
+    assert math.isnan(group_test(np.array([np.nan]), controls)["p"])
+    table = pl.DataFrame({"source": ["paired:top3"] * 3 + ["control"] * 5,
+                          "is_control": [False] * 3 + [True] * 5,
+                          "verdict": ["neither"] * 3 + ["neither"] * 5,
+                          "residual_en": [2.0, 3.0, 5.0, -1.0, 0.0, 0.5, 1.0, 1.5]})
+    line = headline(table)
+    assert "paired top 3: en +3.00 vs +0.50 (difference +2.50 [" in line
+    assert f"p {1 / math.comb(8, 3):.2g})" in line
+
+
 # ------------------------------------------------------------- a planted model, known answers
 
 

@@ -73,7 +73,8 @@ def test_stage_writes_the_table_and_the_figure(stage_inputs, tmp_path):
 
 
 def _check_significance(table: pl.DataFrame, langs, fdr: float) -> None:
-    """The table's p- and q-values, bars and verdicts recomputed from its own rows, by hand."""
+    """The table's residuals, p- and q-values, bars and verdicts recomputed from its own rows,
+    by hand."""
     ctrl = table.filter(pl.col("is_control"))
     tested = table.filter(~pl.col("is_control"))
 
@@ -94,6 +95,8 @@ def _check_significance(table: pl.DataFrame, langs, fdr: float) -> None:
                          else np.nan for r in rt])
         got = tested[f"p_{lang}"].to_numpy()
         assert np.allclose(got, want, equal_nan=True), lang
+        assert np.allclose(tested[f"residual_{lang}"].to_numpy(), rt, equal_nan=True), lang
+        assert np.allclose(fit[f"residual_{lang}"].to_numpy(), resid), lang
         finite = want[np.isfinite(want)]
         q = [np.nan if np.isnan(p) else min(1.0, min(pj * finite.size / (finite <= pj).sum()
                                                       for pj in finite if pj >= p))

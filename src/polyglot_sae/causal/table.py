@@ -10,7 +10,7 @@ import polars as pl
 
 from .config import CausalConfig
 from .engine import Effect
-from .verdict import bh, control_bar, effect_interval, p_values, verdict
+from .verdict import bh, control_bar, effect_interval, log_residuals, p_values, verdict
 
 
 def covariates(table: pl.DataFrame) -> np.ndarray:
@@ -23,7 +23,8 @@ def covariates(table: pl.DataFrame) -> np.ndarray:
 
 
 def significance(table: pl.DataFrame, langs: Sequence[str], fdr: float) -> pl.DataFrame:
-    """``p_{L}``, ``q_{L}``, ``control_p95_{L}`` and ``verdict`` from the table's ``kl_{L}``,
+    """``p_{L}``, ``q_{L}``, ``residual_{L}`` (what the p-value ranks: log KL minus its fit on
+    the controls), ``control_p95_{L}`` and ``verdict`` from the table's ``kl_{L}``,
     ``is_control``, ``firing_rate`` and ``magnitude`` (``verdict``'s method)."""
     is_control = table["is_control"].to_numpy()
     cov = covariates(table)
@@ -31,6 +32,7 @@ def significance(table: pl.DataFrame, langs: Sequence[str], fdr: float) -> pl.Da
     for lang in langs:
         kl = table[f"kl_{lang}"].to_numpy().astype(np.float64)
         p = p_values(kl, cov, is_control)
+        cols[f"residual_{lang}"] = log_residuals(kl, cov, is_control)[0]
         cols[f"p_{lang}"] = p
         cols[f"q_{lang}"] = bh(p)
         cols[f"control_p95_{lang}"] = np.full(table.height, control_bar(kl[is_control]))

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
+from scipy import stats
 
 # Two-sided level of the percentile bootstrap interval of an effect.
 LEVEL = 0.95
@@ -28,6 +29,8 @@ LEVEL = 0.95
 CONTROL_PERCENTILE = 95.0
 # Fewest measured controls for the covariate adjustment (3 coefficients).
 MIN_FIT = 10
+# Bootstrap resamples of the group test's difference of medians.
+GROUP_BOOT = 2000
 # Floor under KL before its log (an ablation that moves nothing).
 _KL_FLOOR = 1e-12
 
@@ -116,6 +119,30 @@ def verdict(q: Sequence[float], effects: Sequence[float], langs: Sequence[str],
     return "neither"
 
 
+def group_test(tested: np.ndarray, controls: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """A top list as a whole against the controls, on one language's residuals (NaN dropped):
+    ``median`` and ``control_median``, their difference ``diff`` with its percentile bootstrap
+    interval ``lo``, ``hi`` (both groups resampled), and ``p``, the one-sided Mann-Whitney
+    p-value of the tested residuals being larger; ``n`` tested. All NaN when either group is
+    empty."""
+    t = np.asarray(tested, dtype=np.float64)
+    c = np.asarray(controls, dtype=np.float64)
+    t, c = t[np.isfinite(t)], c[np.isfinite(c)]
+    out = dict.fromkeys(("median", "control_median", "diff", "lo", "hi", "p"), float("nan"))
+    out["n"] = t.size
+    if not t.size or not c.size:
+        return out
+    rng = np.random.default_rng(seed)
+    diffs = (np.median(t[rng.integers(0, t.size, (GROUP_BOOT, t.size))], axis=1)
+             - np.median(c[rng.integers(0, c.size, (GROUP_BOOT, c.size))], axis=1))
+    tail = 100 * (1 - LEVEL) / 2
+    lo, hi = np.percentile(diffs, [tail, 100 - tail])
+    out |= {"median": float(np.median(t)), "control_median": float(np.median(c)),
+            "diff": float(np.median(t) - np.median(c)), "lo": float(lo), "hi": float(hi),
+            "p": float(stats.mannwhitneyu(t, c, alternative="greater").pvalue)}
+    return out
+
+
 _TOP = re.compile(r"^(?P<method>[^:]+):top(?P<n>\d+)$")
 
 
@@ -142,4 +169,30 @@ def headline(table: pl.DataFrame) -> str:
              f"{n_controls} controls matched on firing rate and magnitude."
              if any(c.startswith("q_") for c in table.columns) else "")
     return ("Causal check: " + ("; ".join(parts) if parts else "no ranked features tested")
-            + "." + basis)
+            + "." + basis + _groups(table, list(tops)))
+
+
+def _groups(table: pl.DataFrame, tags: Sequence[str]) -> str:
+    """The summary's sentence on each top list as a group (``group_test``), when the table has
+    the residuals."""
+    langs = [c.removeprefix("residual_") for c in table.columns if c.startswith("residual_")]
+    if not langs or not tags:
+        return ""
+    controls = table.filter(pl.col("is_control"))
+    parts = []
+    for tag in tags:
+        rows = table.filter(~pl.col("is_control")
+                            & pl.col("source").str.split(",").list.contains(tag))
+        got = []
+        for lang in langs:
+            g = group_test(rows[f"residual_{lang}"].to_numpy(),
+                           controls[f"residual_{lang}"].to_numpy())
+            if g["n"]:
+                got.append(f"{lang} {g['median']:+.2f} vs {g['control_median']:+.2f} "
+                           f"(difference {g['diff']:+.2f} [{g['lo']:+.2f}, {g['hi']:+.2f}], "
+                           f"p {g['p']:.2g})")
+        if got:
+            m = _TOP.match(tag)
+            parts.append(f"{m['method']} top {m['n']}: " + "; ".join(got))
+    return (" As a group (median residual of log KL after rate and magnitude, tested vs "
+            "controls, one-sided Mann-Whitney): " + " | ".join(parts) + ".") if parts else ""
