@@ -45,7 +45,8 @@ Table ``results/{run}/causal/{sae}.parquet``: ``feature_id, source`` (why it is 
 magnitude``, per language ``effect_{L}, effect_{L}_lo, effect_{L}_hi, kl_{L}, kl_{L}_lo,
 kl_{L}_hi, p_{L}, q_{L}, n_sentences_{L}, control_p95_{L}`` (the controls' 95th percentile of
 KL), ``residual_{L}`` (log KL minus its fit on the controls: what the p-value ranks, and what
-the summary's group test compares, a top list against the controls), ``clean_loss_{L}`` (the mean clean loss on the same positions), ``alpha, words_{L}`` and
+the summary's group test compares, a top list against the controls), ``clean_loss_{L}`` (the
+mean clean loss on the same positions), ``alpha, words_{L}`` and
 ``steer_{C}_{W}`` for every pair of languages; ``{sae}.dictionary.parquet`` beside it. Modules:
 ``config`` (settings), ``select`` (tables only), ``shift`` and ``engine`` (torch numerics),
 ``dictionary``, ``verdict``, ``table``, ``run``, ``stage`` (files), ``plots``.

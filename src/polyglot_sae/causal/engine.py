@@ -287,7 +287,6 @@ def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Fl
     unembed = unembed or Unembedding(resumer.model)
     out: list[list[Effect]] = [[] for _ in items]
     queue: list[_Queued] = []
-    queued_rows = queued = 0
     bar = tqdm(total=sum(len(x[3]) for x in items), desc="causal ablation", unit="ablation",
                file=sys.stderr, mininterval=5, disable=len(items) < 2)
     ends = {}
@@ -325,25 +324,23 @@ def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Fl
                 windows = []
         if sentence.shares_clean:  # one clean row for all of the sentence's ablations
             queue.append(_Queued.of(item, clean, tokens, windows, spans))
-        for q in queue[queued:]:
-            queued_rows += q.clean.shape[0]
-            if counts is not None:
-                counts["clean_rows"] = counts.get("clean_rows", 0) + q.clean.shape[0]
-                counts["ablated_positions"] = (counts.get("ablated_positions", 0)
-                                               + q.ablated.shape[0])
-        queued = len(queue)
-        if queued_rows >= CLEAN_ROWS:
-            _settle(resumer.model, queue, top_k, unembed, out)
-            queue, queued_rows, queued = [], 0, 0
+        if sum(q.clean.shape[0] for q in queue) >= CLEAN_ROWS:
+            _settle(resumer.model, queue, top_k, unembed, out, counts)
+            queue = []
     if queue:
-        _settle(resumer.model, queue, top_k, unembed, out)
+        _settle(resumer.model, queue, top_k, unembed, out, counts)
     bar.close()
     return out
 
 
 def _settle(model, queue: Sequence[_Queued], top_k: int, unembed: Unembedding,
-            out: list[list[Effect]]) -> None:
-    """The queued batches' effects, appended to their sentences' lists in queue order."""
+            out: list[list[Effect]], counts: dict | None) -> None:
+    """The queued batches' effects, appended to their sentences' lists in queue order; their
+    rows added to `counts` (``effects``)."""
+    if counts is not None:
+        for key, rows in (("clean_rows", sum(q.clean.shape[0] for q in queue)),
+                          ("ablated_positions", sum(q.ablated.shape[0] for q in queue))):
+            counts[key] = counts.get(key, 0) + rows
     offsets = np.cumsum([0] + [q.clean.shape[0] for q in queue])
     clean = clean_rows(model, torch.cat([q.clean for q in queue]),
                        torch.cat([q.targets for q in queue]), top_k, unembed)

@@ -10,7 +10,8 @@ import polars as pl
 
 from .config import CausalConfig
 from .engine import Effect
-from .verdict import bh, control_bar, effect_interval, log_residuals, p_values, verdict
+from .verdict import (bh, control_bar, effect_interval, log_residuals, ranked_p_values,
+                      verdict)
 
 
 def covariates(table: pl.DataFrame) -> np.ndarray:
@@ -31,8 +32,9 @@ def significance(table: pl.DataFrame, langs: Sequence[str], fdr: float) -> pl.Da
     cols = {}
     for lang in langs:
         kl = table[f"kl_{lang}"].to_numpy().astype(np.float64)
-        p = p_values(kl, cov, is_control)
-        cols[f"residual_{lang}"] = log_residuals(kl, cov, is_control)[0]
+        resid, fit = log_residuals(kl, cov, is_control)
+        p = ranked_p_values(resid, fit, is_control)
+        cols[f"residual_{lang}"] = resid
         cols[f"p_{lang}"] = p
         cols[f"q_{lang}"] = bh(p)
         cols[f"control_p95_{lang}"] = np.full(table.height, control_bar(kl[is_control]))

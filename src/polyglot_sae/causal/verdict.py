@@ -61,9 +61,13 @@ def p_values(stat: np.ndarray, covariates: np.ndarray, is_control: np.ndarray) -
     """Per row, the p-value of its statistic against the control rows (module docstring); NaN
     for controls, for rows not measured (NaN statistic) and when no control was measured.
     ``covariates``: (rows, c) columns of log rate and log magnitude."""
-    stat = np.asarray(stat, dtype=np.float64)
-    resid, fit = log_residuals(stat, covariates, is_control)
-    out = np.full(stat.size, np.nan)
+    return ranked_p_values(*log_residuals(stat, covariates, is_control), is_control)
+
+
+def ranked_p_values(resid: np.ndarray, fit: np.ndarray, is_control: np.ndarray) -> np.ndarray:
+    """``p_values`` from ``log_residuals``' output: each tested row's residual ranked among the
+    fitted controls'."""
+    out = np.full(resid.size, np.nan)
     if not fit.any():
         return out
     null = resid[fit]
@@ -155,9 +159,7 @@ def headline(table: pl.DataFrame) -> str:
                          if (m := _TOP.match(tag)))
     for tag in tops:
         m = _TOP.match(tag)
-        rows = table.filter(~pl.col("is_control")
-                            & pl.col("source").str.split(",").list.contains(tag))
-        v = rows["verdict"].to_list()
+        v = _tagged(table, tag)["verdict"].to_list()
         counts = [f"{v.count('both')} both",
                   f"{sum(x.startswith('one:') for x in v)} one-language",
                   f"{v.count('neither')} neither"]
@@ -172,6 +174,11 @@ def headline(table: pl.DataFrame) -> str:
             + "." + basis + _groups(table, list(tops)))
 
 
+def _tagged(table: pl.DataFrame, tag: str) -> pl.DataFrame:
+    """The tested rows whose source names `tag` (e.g. ``paired:top20``)."""
+    return table.filter(~pl.col("is_control") & pl.col("source").str.split(",").list.contains(tag))
+
+
 def _groups(table: pl.DataFrame, tags: Sequence[str]) -> str:
     """The summary's sentence on each top list as a group (``group_test``), when the table has
     the residuals."""
@@ -181,8 +188,7 @@ def _groups(table: pl.DataFrame, tags: Sequence[str]) -> str:
     controls = table.filter(pl.col("is_control"))
     parts = []
     for tag in tags:
-        rows = table.filter(~pl.col("is_control")
-                            & pl.col("source").str.split(",").list.contains(tag))
+        rows = _tagged(table, tag)
         got = []
         for lang in langs:
             g = group_test(rows[f"residual_{lang}"].to_numpy(),

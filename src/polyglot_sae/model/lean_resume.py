@@ -52,7 +52,8 @@ class LeanResume:
         x = acts.clone()
         keys, values = [], []
         for lay in fwd.layers:
-            q, k, v = qkv(rms_norm(x, lay.ln1, fwd.shape.eps), lay, fwd.shape, *rotary[lay.attn_type])
+            q, k, v = qkv(rms_norm(x, lay.ln1, fwd.shape.eps), lay, fwd.shape,
+                          *rotary[lay.attn_type])
             keys.append(k)
             values.append(v)
             z = attend(q, k, v, lay, fwd.shape, local if lay.attn_type == "local" else None)
@@ -77,7 +78,8 @@ class LeanResume:
             rotary[kind] = (cos[at], sin[at])  # [copies, window, 1, d_head]
         x = acts.clone()
         for i, lay in enumerate(fwd.layers):
-            q, k, v = qkv(rms_norm(x, lay.ln1, fwd.shape.eps), lay, fwd.shape, *rotary[lay.attn_type])
+            q, k, v = qkv(rms_norm(x, lay.ln1, fwd.shape.eps), lay, fwd.shape,
+                          *rotary[lay.attn_type])
             mask = local if lay.attn_type == "local" else keep
             z = attend(q, _spliced(clean.keys[i][row], k, at, n_keys),
                        _spliced(clean.values[i][row], v, at, n_keys), lay, fwd.shape,
@@ -86,8 +88,9 @@ class LeanResume:
         return x
 
 
-def _spliced(clean: Float[Tensor, "kv_head pos d_head"], own: Float[Tensor, "copies kv_head window d_head"],
-             at: Int[Tensor, "copies window"], n_keys: int) -> Float[Tensor, "copies kv_head key d_head"]:
+def _spliced(clean: Float[Tensor, "kv_head pos d_head"],
+             own: Float[Tensor, "copies kv_head window d_head"], at: Int[Tensor, "copies window"],
+             n_keys: int) -> Float[Tensor, "copies kv_head key d_head"]:
     """Per copy, the clean keys (or values) with its own written over its window's positions."""
     copies, heads, width, d = own.shape
     out = own.new_zeros(copies, heads, n_keys, d)

@@ -1,5 +1,6 @@
 """Page entries from the stages' own files: the logit lens, MCS, the causal check (its tested
-features and the whole dictionary) and the paired method's word level, as the optional sections of ``FeaturePagesInput``."""
+features and the whole dictionary) and the paired method's word level, as the optional
+sections of ``FeaturePagesInput``."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def causal_entries(table_path: str | Path, langs: Sequence[str]) -> dict[int, Ca
     return out
 
 
-def ablation_entries(table_path: str | Path, langs: Sequence[str]) -> dict[int, DictionaryAblation]:
+def ablation_entries(table_path: str | Path, langs: Sequence[str],
+                     ) -> dict[int, DictionaryAblation]:
     """Page entries from the causal check's whole-dictionary table: every feature measured in
     some language."""
     table = pl.read_parquet(table_path)
@@ -102,7 +104,8 @@ def word_entries(scores_path: str | Path, examples_path: str | Path, pairs_path:
 def page_extras(files: Mapping[str, Any], scores: str | Path, langs: Sequence[str],
                 refs: str | Path | None = None) -> dict[str, Any]:
     """The optional page sections from the pipeline's files (keys ``mcs``, ``logit_lens``,
-    ``causal``, ``ablation``, ``word_examples`` with ``texts``), as ``FeaturePagesInput`` fields."""
+    ``causal``, ``ablation``, ``word_examples`` with ``texts``), as ``FeaturePagesInput``
+    fields."""
     extras: dict[str, Any] = {}
     if "mcs" in files:
         extras["mcs"] = mcs_entries(files["mcs"])

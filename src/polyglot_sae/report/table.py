@@ -4,7 +4,8 @@
 The paired method's columns (the recommended ranking: ``rank``, ``class``, ``rho``...,
 ``r_word``...) keep their names; every other stage's are prefixed by its name (``exact_rank``,
 ``seed_q_value``, ``monolinguality_nu_max``, ``lexicon_translated``, ``causal_verdict``,
-``ablation_kl_en``, ``logit_lens_class``, ``mcs_mcs``), so nothing collides. A stage without a file adds nothing.
+``ablation_kl_en``, ``logit_lens_class``, ``mcs_mcs``), so nothing collides. A stage without
+a file adds nothing.
 """
 
 from __future__ import annotations
