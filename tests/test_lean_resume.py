@@ -62,7 +62,7 @@ def test_edited_windows_equal_full_edited_runs(model):
     at = torch.tensor(starts)[:, None] + torch.arange(width)
     rows = edited[torch.arange(len(starts))[:, None], at.clamp(max=edited.shape[1] - 1)]
     with torch.no_grad():
-        got = resume.windows(run, 0, rows, at)
+        got = resume.windows(run, torch.zeros(len(starts), dtype=torch.long), rows, at)
     ref = _tl(model, edited)
     for c, s in enumerate(starts):
         real = min(width, n - s)
@@ -70,3 +70,28 @@ def test_edited_windows_equal_full_edited_runs(model):
         _close(got[c, :real], ref[c, s:s + real])
         # the edit moves the stream, so the match is not the clean run's
         assert not torch.allclose(ref[c, s:s + real], run.final[0, s:s + real], atol=1e-3)
+
+
+def test_windows_of_different_sentences_in_one_call(model):
+    """Copies of sentence 1 (shorter than the padded batch) and of sentence 0, interleaved in one
+    call, with windows of different real widths zero-padded to the widest: each copy's real
+    positions equal TL's run of its own whole edited sentence (padding after a window is never
+    seen by it, and another sentence's keys never are)."""
+    acts = _acts(model)
+    resume = LeanResume(model, FIRST)
+    run = resume.clean(acts)
+    gen = torch.Generator().manual_seed(11)
+    copies = [(1, 3, 6), (0, 5, 8), (1, 7, 9), (0, 1, 4)]  # (sentence, start, end)
+    width = max(e - s for _, s, e in copies)
+    edited = acts[[r for r, _, _ in copies]].clone()
+    rows = torch.zeros(len(copies), width, acts.shape[2])
+    for c, (_, s, e) in enumerate(copies):
+        edited[c, s:] += 3.0 * torch.randn(edited.shape[1] - s, edited.shape[2], generator=gen)
+        rows[c, :e - s] = edited[c, s:e]
+    at = torch.tensor([s for _, s, _ in copies])[:, None] + torch.arange(width)
+    with torch.no_grad():
+        got = resume.windows(run, torch.tensor([r for r, _, _ in copies]), rows, at)
+    ref = _tl(model, edited)
+    for c, (r, s, e) in enumerate(copies):
+        assert e <= LENGTHS[r]
+        _close(got[c, :e - s], ref[c, s:e])

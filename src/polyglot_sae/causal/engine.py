@@ -4,8 +4,9 @@ feature ablated (its effect on the next-token distribution by ``shift``), a feat
 Layout, chosen so that "nothing changed" comes out as exactly 0.0. On Gemma-2/3 at a
 residual-stream hook (``_Windows``): the clean sentences run through the blocks after the hook
 once, batched, and each ablated copy only over its window, on the clean run's keys and values
-(``model.lean_resume``); a copy that does not differ from the clean activations before its
-window's end is the clean run there, exactly. Otherwise (``_WholeRows``): a sentence's clean run
+(``model.lean_resume``; the windows of a batch's sentences go through the blocks together); a
+copy that does not differ from the clean activations before its window's end is the clean run
+there, exactly. Otherwise (``_WholeRows``): a sentence's clean run
 and its ablated copies go through TransformerLens as rows of one batch of identical shape, so
 the clean row and an unchanged copy take the same arithmetic bit for bit. The shifts are
 computed from the difference of the two rows. The vocabulary (262,144 for Gemma-3) is never
@@ -31,6 +32,11 @@ from polyglot_sae.model.lean_forward import lean_supports
 from polyglot_sae.model.lean_resume import CleanRun, LeanResume
 
 from .shift import Unembedding, clean_rows, final_norm, shifts
+
+# Window positions of edited copies per pass through the resumed blocks (``_Windows``), across
+# a batch's sentences: the matmuls run at ~125 GFLOP/s with 1024 rows against ~97 with the 248
+# of one sentence's 31 copies (2-core AVX2, float32).
+WINDOW_ROWS = 1024
 
 # Rows per unembedding block: [CHUNK, d_vocab] float32 logits (64 MiB at 262k) at a time. Every
 # block has exactly this many rows (the last one zero-padded), so a row's logits never depend on
@@ -86,72 +92,103 @@ class Resumer:
                                          stop_at_layer=n_layers)
 
     def sentences(self, items: Sequence[tuple[Int[Tensor, " pos"], Float[Tensor, "pos d"]]]):
-        """What computes the edited copies of each sentence ``(tokens, acts)``: `_Windows` when
-        the blocks can resume on windows (the clean sentences then run through them as one
-        right-padded batch), else `_WholeRows`."""
+        """What computes the edited copies of a batch of sentences ``(tokens, acts)``:
+        `_Windows` when the blocks can resume on windows (the clean sentences then run through
+        them as one right-padded batch), else `_WholeRows`."""
         if self.lean is None:
-            return [_WholeRows(self, tokens, acts) for tokens, acts in items]
+            return _WholeRows(self, items)
         lengths = [acts.shape[0] for _, acts in items]
         batch = items[0][1].new_zeros(len(items), max(lengths), items[0][1].shape[1])
         for b, (_, acts) in enumerate(items):
             batch[b, :lengths[b]] = acts
-        run = self.lean.clean(batch)
-        return [_Windows(self.lean, acts, run, b) for b, (_, acts) in enumerate(items)]
+        return _Windows(self.lean, [acts for _, acts in items], self.lean.clean(batch))
+
+
+# (the clean final residual over a sentence's prefix, each copy's at its span, the spans)
+Runs = list[tuple[Float[Tensor, "pos d_model"], list[Tensor], list[tuple[int, int]]]]
 
 
 class _WholeRows:
-    """Edited copies run whole beside the clean sentence, as rows of one batch (the clean row
-    and an unchanged copy then take the same arithmetic, bit for bit)."""
+    """Edited copies run whole beside their clean sentence, as rows of one batch per `add` (the
+    clean row and an unchanged copy then take the same arithmetic, bit for bit)."""
 
-    shares_clean = False  # a clean row is compared only with the copies of its own batch
+    def __init__(self, resumer: Resumer, items: Sequence[tuple[Tensor, Tensor]]):
+        self.resumer, self.items = resumer, items
+        self._runs: dict[int, Runs] = {}
 
-    def __init__(self, resumer: Resumer, tokens: Tensor, acts: Tensor):
-        self.resumer, self.tokens, self.acts = resumer, tokens, acts
-
-    def __call__(self, edited: Sequence[Tensor], spans: Sequence[tuple[int, int]],
-                 ) -> tuple[Float[Tensor, "pos d_model"], list[Tensor]]:
-        """(the clean final residual, each copy's at its span) over the spans' prefix."""
+    def add(self, row: int, edited: Sequence[Tensor], spans: Sequence[tuple[int, int]]) -> None:
+        """Edited copies of sentence `row`, each compared at its span."""
+        tokens, acts = self.items[row]
         length = max(e for _, e in spans)
-        rows = torch.stack([self.acts[:length]] + [x[:length] for x in edited])
-        final = self.resumer.final_resid(self.tokens[:length].expand(len(rows), -1), rows)
-        return final[0], [final[i, s:e] for i, (s, e) in enumerate(spans, start=1)]
+        rows = torch.stack([acts[:length]] + [x[:length] for x in edited])
+        final = self.resumer.final_resid(tokens[:length].expand(len(rows), -1), rows)
+        self._runs.setdefault(row, []).append(
+            (final[0], [final[i, s:e] for i, (s, e) in enumerate(spans, start=1)], list(spans)))
+
+    def results(self, row: int) -> Runs:
+        """Per `add` of sentence `row`: its own clean run (a clean row is compared only with
+        the copies of its own batch)."""
+        return self._runs.pop(row, [])
 
 
 class _Windows:
-    """The clean sentence run once, each edited copy only over its window (``lean_resume``): from
-    where it first differs from the clean activations (its start, for an ablation from the first
-    firing) to its span's end. A copy that does not differ before its span's end is the clean
-    run there, exactly."""
+    """The clean sentences run once, each edited copy only over its window (``lean_resume``):
+    from where it first differs from the clean activations (its start, for an ablation from
+    the first firing) to its span's end; the windows of all the sentences' copies go through
+    the blocks WINDOW_ROWS positions at a time. A copy that does not differ before its span's
+    end is the clean run there, exactly."""
 
-    shares_clean = True  # one clean run for all of the sentence's copies
+    def __init__(self, lean: LeanResume, acts: Sequence[Tensor], run: CleanRun):
+        """`run`: the clean runs of the sentences whose activations are `acts`, in order."""
+        self.lean, self.acts, self.run = lean, list(acts), run
+        self._out: dict[int, list[Tensor]] = {}
+        self._spans: dict[int, list[tuple[int, int]]] = {}
+        # moved copies waiting for the blocks: (row, copy, start of its window, its rows)
+        self._pending: list[tuple[int, int, int, Tensor]] = []
 
-    def __init__(self, lean: LeanResume, acts: Tensor, run: CleanRun, row: int):
-        """`run`: the clean runs of a batch of sentences, this one at `row`."""
-        self.lean, self.acts, self.run, self.row = lean, acts, run, row
-
-    def __call__(self, edited: Sequence[Tensor], spans: Sequence[tuple[int, int]],
-                 ) -> tuple[Float[Tensor, "pos d_model"], list[Tensor]]:
-        clean = self.run.final[self.row, :self.acts.shape[0]]
-        out: list[Tensor] = [clean[s:e] for s, e in spans]
+    def add(self, row: int, edited: Sequence[Tensor], spans: Sequence[tuple[int, int]]) -> None:
+        acts = self.acts[row]
+        clean = self.run.final[row, :acts.shape[0]]
+        out = self._out.setdefault(row, [])
+        first = len(out)
+        out.extend(clean[s:e] for s, e in spans)
+        self._spans.setdefault(row, []).extend(spans)
         device = clean.device
         stacked = torch.stack(list(edited))
         ends = torch.tensor([e for _, e in spans], device=device)
         positions = torch.arange(stacked.shape[1], device=device)
         # per copy, where it first differs from the clean activations before its span's end
-        differs = (stacked != self.acts).any(-1) & (positions < ends[:, None])
+        differs = (stacked != acts).any(-1) & (positions < ends[:, None])
         moved = torch.nonzero(differs.any(-1))[:, 0].tolist()
         if moved:
             starts = torch.tensor([s for s, _ in spans], device=device)
             lows = torch.minimum(differs.to(torch.uint8).argmax(-1), starts)[moved].tolist()
-            width = max(spans[c][1] - lo for c, lo in zip(moved, lows))
-            at = torch.tensor(lows, device=device)[:, None] + torch.arange(width, device=device)
-            rows = stacked[torch.tensor(moved, device=device)[:, None],
-                           at.clamp(max=stacked.shape[1] - 1)]
-            got = self.lean.windows(self.run, self.row, rows, at)
-            for k, (c, lo) in enumerate(zip(moved, lows)):
-                s, e = spans[c]
-                out[c] = got[k, s - lo:e - lo]
-        return clean, out
+            for c, lo in zip(moved, lows):
+                self._pending.append((row, first + c, lo, stacked[c, lo:spans[c][1]]))
+            if sum(x[3].shape[0] for x in self._pending) >= WINDOW_ROWS:
+                self._flush()
+
+    def results(self, row: int) -> Runs:
+        """Sentence `row`'s clean run, shared by all of its copies."""
+        if any(p[0] == row for p in self._pending):
+            self._flush()
+        return [(self.run.final[row, :self.acts[row].shape[0]], self._out.pop(row, []),
+                 self._spans.pop(row, []))]
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        device = self.run.final.device
+        width = max(x[3].shape[0] for x in pending)
+        rows = torch.tensor([x[0] for x in pending], device=device)
+        at = torch.tensor([x[2] for x in pending], device=device)[:, None] + torch.arange(
+            width, device=device)
+        acts = pending[0][3].new_zeros(len(pending), width, pending[0][3].shape[1])
+        for k, (_, _, _, x) in enumerate(pending):  # zeros after a window: causal, unseen
+            acts[k, :x.shape[0]] = x
+        got = self.lean.windows(self.run, rows, acts, at)
+        for k, (row, c, lo, _) in enumerate(pending):
+            s, e = self._spans[row][c]
+            self._out[row][c] = got[k, s - lo:e - lo]
 
 
 def logit_blocks(model, resid: Float[Tensor, "rows d_model"]):
@@ -277,9 +314,10 @@ def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Fl
             unembed: Unembedding | None = None, counts: dict | None = None,
             ) -> list[list[Effect]]:
     """Per sentence ``(tokens, acts, real, ablations)``, each ablation's ``Effect`` over the
-    positions from its start to the end of the sentence, or `window` of them. A sentence's
-    ablations run ``batch_size - 1`` at a time beside its clean run, each batch only as long as
-    its windows need (the model is causal); the shifts (``shift``; ``top_k``: its
+    positions from its start to the end of the sentence, or `window` of them. The sentences'
+    clean runs go ``batch_size`` at a time (by length), each only as long as its windows need
+    (the model is causal); their ablations ``batch_size - 1`` at a time (``_WholeRows``) or
+    WINDOW_ROWS window positions at a time across the batch (``_Windows``); the shifts (``shift``; ``top_k``: its
     approximation, 0: exact) are computed CLEAN_ROWS clean rows at a time across sentences.
     ``unembed``: the run's ``shift.Unembedding``, built here when not given. ``counts``, when
     given, gets ``clean_rows`` (clean positions through the full softmax) and
@@ -298,32 +336,26 @@ def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Fl
             raise ValueError("an ablation's start must leave a position to predict")
     # tokens the needed predictions depend on (causal model)
     lengths = {item: max(e) + 1 for item, e in ends.items() if e}
-    todo = sorted(lengths)
-    sentences = {}
-    for item, (tokens, acts, real, ablations) in enumerate(items):
-        if item not in lengths:
-            continue
-        if item not in sentences:  # the next batch_size sentences' clean runs
-            at = todo.index(item)
-            chunk = todo[at:at + batch_size]
-            sentences = dict(zip(chunk, resumer.sentences(
-                [(items[i][0][:lengths[i]], items[i][1][:lengths[i]]) for i in chunk])))
-        length, sentence = lengths[item], sentences[item]
-        x = acts[:length]
-        codes = sae.encode(x.to(sae.dtype))
-        spans = [(a.start, e) for a, e in zip(ablations, ends[item])]
-        windows: list[Tensor] = []
-        for lo in range(0, len(ablations), batch_size - 1):
-            group = ablations[lo:lo + batch_size - 1]
-            edited = [ablate(sae, x, a.feature, real[:length], codes) for a in group]
-            clean, got = sentence(edited, spans[lo:lo + batch_size - 1])
-            windows.extend(got)
-            bar.update(len(group))
-            if not sentence.shares_clean:  # each group against its own clean row
-                queue.append(_Queued.of(item, clean, tokens, windows, spans[lo:lo + len(group)]))
-                windows = []
-        if sentence.shares_clean:  # one clean row for all of the sentence's ablations
-            queue.append(_Queued.of(item, clean, tokens, windows, spans))
+    # sentences of similar lengths share a clean run (it is right-padded to its longest)
+    todo = sorted(lengths, key=lambda i: (lengths[i], i))
+    for lo in range(0, len(todo), batch_size):
+        chunk = todo[lo:lo + batch_size]
+        batch = resumer.sentences([(items[i][0][:lengths[i]], items[i][1][:lengths[i]])
+                                   for i in chunk])
+        for row, item in enumerate(chunk):
+            _, acts, real, ablations = items[item]
+            length = lengths[item]
+            x = acts[:length]
+            codes = sae.encode(x.to(sae.dtype))
+            spans = [(a.start, e) for a, e in zip(ablations, ends[item])]
+            for at in range(0, len(ablations), batch_size - 1):
+                group = ablations[at:at + batch_size - 1]
+                batch.add(row, [ablate(sae, x, a.feature, real[:length], codes) for a in group],
+                          spans[at:at + len(group)])
+                bar.update(len(group))
+        for row, item in enumerate(chunk):
+            queue.extend(_Queued.of(item, clean, items[item][0], windows, spans)
+                         for clean, windows, spans in batch.results(row))
         if sum(q.clean.shape[0] for q in queue) >= CLEAN_ROWS:
             _settle(resumer.model, queue, top_k, unembed, out, counts)
             queue = []
@@ -364,30 +396,42 @@ def sentence_effects(resumer: Resumer, sae, tokens: Int[Tensor, " pos"],
                    unembed)[0]
 
 
-def steering_deltas(resumer: Resumer, sae, tokens: Int[Tensor, " pos"],
-                    acts: Float[Tensor, "pos d"], features: Sequence[int],
-                    alphas: Sequence[float], word_sets: Sequence[Sequence[Sequence[int]]],
-                    batch_size: int) -> list[list[float]]:
-    """Per feature i: for each of its word sets, the change of log P(next token in the set)
-    at the context's last position when ``alphas[i] * W_dec[i]`` is added to the hook's
-    activation there (the log-prob of a set is the logsumexp of its tokens' log-probs).
-    NaN for an empty set."""
+def steering_deltas(resumer: Resumer, sae,
+                    contexts: Sequence[tuple[Int[Tensor, " pos"], Float[Tensor, "pos d"]]],
+                    features: Sequence[int], alphas: Sequence[float],
+                    word_sets: Sequence[Sequence[Sequence[int]]],
+                    batch_size: int) -> list[list[list[float]]]:
+    """Per context ``(tokens, acts)`` and feature i: for each of its word sets, the change of
+    log P(next token in the set) at the context's last position when ``alphas[i] * W_dec[i]``
+    is added to the hook's activation there (the log-prob of a set is the logsumexp of its
+    tokens' log-probs). NaN for an empty set. The contexts' last rows share the unembedding's
+    blocks (a block of CHUNK rows costs the same however few of them are real)."""
     model = resumer.model
-    out: list[list[float]] = []
     per_batch = batch_size - 1
-    for lo in range(0, len(features), per_batch):
-        group = list(range(lo, min(len(features), lo + per_batch)))
-        rows = [acts]
-        for i in group:
-            steered = acts.clone()
-            steered[-1] = steered[-1] + alphas[i] * sae.W_dec[features[i]].to(acts.dtype)
-            rows.append(steered)
-        final = resumer.final_resid(tokens.expand(len(rows), -1), torch.stack(rows))
-        wanted = [[x for i in group for x in word_sets[i]]] + [list(word_sets[i]) for i in group]
-        got = set_logprobs(model, final[:, -1], wanted)
-        offset = 0
-        for j, i in enumerate(group, start=1):
-            k = len(word_sets[i])
-            out.append([a - b for a, b in zip(got[j], got[0][offset:offset + k])])
-            offset += k
+    finals, wanted, plan = [], [], []  # plan: per context, per batch (first row, its features)
+    for tokens, acts in contexts:
+        plan.append([])
+        for lo in range(0, len(features), per_batch):
+            group = list(range(lo, min(len(features), lo + per_batch)))
+            rows = [acts]
+            for i in group:
+                steered = acts.clone()
+                steered[-1] = steered[-1] + alphas[i] * sae.W_dec[features[i]].to(acts.dtype)
+                rows.append(steered)
+            final = resumer.final_resid(tokens.expand(len(rows), -1), torch.stack(rows))
+            plan[-1].append((len(wanted), group))
+            finals.append(final[:, -1])
+            wanted += [[x for i in group for x in word_sets[i]]]
+            wanted += [list(word_sets[i]) for i in group]
+    got = set_logprobs(model, torch.cat(finals), wanted) if finals else []
+    out: list[list[list[float]]] = []
+    for batches in plan:
+        out.append([])
+        for first, group in batches:
+            offset = 0
+            for j, i in enumerate(group, start=1):
+                k = len(word_sets[i])
+                out[-1].append([a - b for a, b in zip(got[first + j],
+                                                      got[first][offset:offset + k])])
+                offset += k
     return out

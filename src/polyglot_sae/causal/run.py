@@ -208,19 +208,22 @@ def _steer(model, sae, hook: str, resumer: Resumer, features: Sequence[int],
                               "lang": [lang for lang in langs for _ in contexts[lang]],
                               "text": [t for lang in langs for t in contexts[lang]]})
     sentences = tokenize(model.tokenizer, ctx_pairs, cfg.max_tokens)
+    contexts, ctx_langs = [], []
     with torch.inference_mode():
         for b in hook_batches(model, hook, sentences, cfg.batch_size, desc="causal contexts"):
             for row, s in enumerate(b.sentences):
                 n = len(s.token_ids)
-                tokens = torch.tensor(s.token_ids, device=b.acts.device)
-                got = steering_deltas(resumer, sae, tokens, b.acts[row, :n].clone(),
-                                      [features[k] for k in ok], [alphas[k] for k in ok],
-                                      [[words[features[k]][w] for w in langs] for k in ok],
-                                      cfg.batch_size) if ok else []
-                c = langs.index(s.lang)
-                counts[c] += 1
-                for k, d in zip(ok, got):
-                    sums[k, c] += np.asarray(d)
+                contexts.append((torch.tensor(s.token_ids, device=b.acts.device),
+                                 b.acts[row, :n].clone()))
+                ctx_langs.append(langs.index(s.lang))
+        got = steering_deltas(resumer, sae, contexts, [features[k] for k in ok],
+                              [alphas[k] for k in ok],
+                              [[words[features[k]][w] for w in langs] for k in ok],
+                              cfg.batch_size) if ok else [[] for _ in contexts]
+    for c, per_feature in zip(ctx_langs, got):
+        counts[c] += 1
+        for k, d in zip(ok, per_feature):
+            sums[k, c] += np.asarray(d)
     steer = np.full_like(sums, np.nan)
     steer[ok] = sums[ok] / counts[None, :, None]
     return {"words": words, "alphas": alphas, "steer": steer}

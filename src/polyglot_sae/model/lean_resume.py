@@ -1,4 +1,4 @@
-"""The blocks after a residual-stream hook, for one clean sentence and many edited copies of it
+"""The blocks after a residual-stream hook, for clean sentences and many edited copies of them
 whose edits start late in the sentence (the causal check's ablations: a feature is removed from
 its first firing on).
 
@@ -60,14 +60,16 @@ class LeanResume:
             x = after_attention(x, heads_out(z, lay), lay, fwd.shape)
         return CleanRun(x, keys, values)
 
-    def windows(self, clean: CleanRun, row: int, acts: Float[Tensor, "copies window d_model"],
-                at: Int[Tensor, "copies window"]) -> Float[Tensor, "copies window d_model"]:
-        """The residual stream after the last block of edited copies of clean sentence `row`,
-        at positions `at` (each copy's consecutive positions, from where its edit starts;
-        positions past the sentence are padding, their outputs meaningless), given the copies'
-        activations `acts` there. Before ``at[c, 0]`` copy c is the clean sentence."""
+    def windows(self, clean: CleanRun, rows: Int[Tensor, " copies"],
+                acts: Float[Tensor, "copies window d_model"], at: Int[Tensor, "copies window"],
+                ) -> Float[Tensor, "copies window d_model"]:
+        """The residual stream after the last block of edited copies of clean sentences, copy c
+        one of sentence ``rows[c]`` (copies of different sentences of one clean run share the
+        call, so the matmuls are large), at positions `at` (each copy's consecutive positions,
+        from where its edit starts; positions past the sentence are padding, their outputs
+        meaningless), given the copies' activations `acts` there. Before ``at[c, 0]`` copy c is
+        the clean sentence."""
         fwd = self._fwd
-        copies, width = at.shape
         n_keys = max(int(at.max()) + 1, clean.final.shape[1])
         key_pos = torch.arange(n_keys, device=at.device)
         keep = key_pos <= at[..., None]  # [copies, window, key]: causal
@@ -81,18 +83,20 @@ class LeanResume:
             q, k, v = qkv(rms_norm(x, lay.ln1, fwd.shape.eps), lay, fwd.shape,
                           *rotary[lay.attn_type])
             mask = local if lay.attn_type == "local" else keep
-            z = attend(q, _spliced(clean.keys[i][row], k, at, n_keys),
-                       _spliced(clean.values[i][row], v, at, n_keys), lay, fwd.shape,
+            z = attend(q, _spliced(clean.keys[i], rows, k, at, n_keys),
+                       _spliced(clean.values[i], rows, v, at, n_keys), lay, fwd.shape,
                        mask[:, None])
             x = after_attention(x, heads_out(z, lay), lay, fwd.shape)
         return x
 
 
-def _spliced(clean: Float[Tensor, "kv_head pos d_head"],
+def _spliced(clean: Float[Tensor, "batch kv_head pos d_head"], rows: Int[Tensor, " copies"],
              own: Float[Tensor, "copies kv_head window d_head"], at: Int[Tensor, "copies window"],
              n_keys: int) -> Float[Tensor, "copies kv_head key d_head"]:
-    """Per copy, the clean keys (or values) with its own written over its window's positions."""
-    copies, heads, width, d = own.shape
-    out = own.new_zeros(copies, heads, n_keys, d)
-    out[:, :, : clean.shape[1]] = clean
+    """Per copy, its sentence's clean keys (or values) with its own written over its window's
+    positions."""
+    out = clean.index_select(0, rows)
+    if n_keys > out.shape[2]:
+        out = torch.nn.functional.pad(out, (0, 0, 0, n_keys - out.shape[2]))
+    heads, d = own.shape[1], own.shape[3]
     return out.scatter_(2, at[:, None, :, None].expand(-1, heads, -1, d), own)
