@@ -145,20 +145,22 @@ def _shifts(model, clean: CleanRows, which: Tensor, resid: Tensor, unembed: Unem
 def _top_shifts(clean: CleanRows, which: Tensor, delta: Float[Tensor, "m d_model"],
                 rows: Float[Tensor, "vocab d_model"]) -> Float[Tensor, "m k"]:
     """The logit change of each ablated row on its clean row's top tokens (float64). The rows
-    compared with one clean row share its tokens' unembedding rows, gathered once into one
-    reused buffer (a fresh k x d_model tensor per clean row costs page faults)."""
+    compared with one clean row, made contiguous by sorting, share its tokens' unembedding
+    rows, gathered once into one reused buffer (a fresh k x d_model tensor per clean row costs
+    page faults), and their products go straight into one float32 block."""
     k = clean.top_ids.shape[1]
-    dl = torch.empty(which.shape[0], k, dtype=torch.float64, device=delta.device)
     buf = torch.empty(k, rows.shape[1], dtype=rows.dtype, device=rows.device)
     order = torch.argsort(which, stable=True)
     uniq, counts = torch.unique_consecutive(which[order], return_counts=True)
+    ordered = delta[order]
+    got = torch.empty(which.shape[0], k, dtype=delta.dtype, device=delta.device)
     lo = 0
     for j, c in zip(uniq.tolist(), counts.tolist()):
-        at = order[lo:lo + c]
         torch.index_select(rows, 0, clean.top_ids[j], out=buf)
-        dl[at] = (delta[at] @ buf.T).double()
+        torch.mm(ordered[lo:lo + c], buf.T, out=got[lo:lo + c])
         lo += c
-    return dl
+    return torch.empty(got.shape, dtype=torch.float64, device=got.device).index_copy_(
+        0, order, got.double())
 
 
 def _exact_sums(clean: CleanRows, which: Tensor, delta: Tensor, unembed: Unembedding,
