@@ -66,6 +66,21 @@ def _fires(sae, x):
     return f > 0
 
 
+def _sentence_with_firings(model, sae, hook, n, seed, most, least):
+    """A random sentence of n tokens (BOS special), its hook activations, and an ablation from
+    the first firing of each of the first `most` features that fire before its last token."""
+    tokens = torch.randint(0, model.cfg.d_vocab, (n,),
+                           generator=torch.Generator().manual_seed(seed))
+    x = _hook_acts(model, hook, tokens)
+    fires = _fires(sae, x)
+    fires[-1] = False
+    feats = [int(i) for i in torch.nonzero(fires.any(0))[:, 0][:most]]
+    assert len(feats) >= least, "the test needs features that fire"
+    real = torch.ones(n, dtype=torch.bool)
+    real[0] = False
+    return tokens, x, real, [Ablation(f, int(torch.nonzero(fires[:, f])[0, 0])) for f in feats]
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
     """Tiny matrices: a second thread only adds synchronisation (20x slower on a busy
@@ -91,15 +106,7 @@ def test_ablation_matches_a_hand_hook_on_the_full_model(gemma4, hook, monkeypatc
     sae = make_jumprelu(model.cfg.d_model, 48, seed=3, hook=hook)
     with torch.no_grad():
         sae.threshold.fill_(0.3)
-    tokens = torch.randint(0, model.cfg.d_vocab, (24,), generator=torch.Generator().manual_seed(5))
-    x = _hook_acts(model, hook, tokens)
-    fires = _fires(sae, x)
-    fires[-1] = False
-    feats = [int(i) for i in torch.nonzero(fires.any(0))[:, 0][:7]]
-    assert len(feats) >= 5, "the test needs features that fire"
-    jobs = [Ablation(f, int(torch.nonzero(fires[:, f])[0, 0])) for f in feats]
-    real = torch.ones(tokens.shape[0], dtype=torch.bool)
-    real[0] = False
+    tokens, x, real, jobs = _sentence_with_firings(model, sae, hook, 24, seed=5, most=7, least=5)
     resumer = Resumer.for_hook(model, hook)
     assert (resumer.start is None) == hook.endswith("mlp_out")
     # top_k = d_vocab: the top set is the whole vocabulary, so the bound is the exact KL
@@ -134,16 +141,7 @@ def test_ablations_of_many_sentences_share_window_passes(gemma4, monkeypatch):
         sae.threshold.fill_(0.3)
     items, expected = [], []
     for seed, n in ((7, 21), (8, 12), (9, 17)):
-        tokens = torch.randint(0, model.cfg.d_vocab, (n,),
-                               generator=torch.Generator().manual_seed(seed))
-        x = _hook_acts(model, hook, tokens)
-        fires = _fires(sae, x)
-        fires[-1] = False
-        feats = [int(i) for i in torch.nonzero(fires.any(0))[:, 0][:4]]
-        assert len(feats) >= 3, "the test needs features that fire"
-        jobs = [Ablation(f, int(torch.nonzero(fires[:, f])[0, 0])) for f in feats]
-        real = torch.ones(n, dtype=torch.bool)
-        real[0] = False
+        tokens, x, real, jobs = _sentence_with_firings(model, sae, hook, n, seed, most=4, least=3)
         items.append((tokens, x, real, jobs))
         expected.append([_reference(model, sae, hook, tokens, a.feature, a.start,
                                     min(n - 1, a.start + 3)) for a in jobs])

@@ -308,17 +308,21 @@ class _Queued:
                    torch.cat([slot[r] for r in ranges]), [e - s for s, e in spans])
 
 
-def effects(resumer: Resumer, sae, items: Sequence[tuple[Int[Tensor, " pos"], Float[Tensor, "pos d"],
-                                                          torch.Tensor, Sequence[Ablation]]],
-            batch_size: int, window: int | None = None, top_k: int = 0,
+# one sentence for `effects`: (tokens, acts, real, ablations)
+Item = tuple[Int[Tensor, " pos"], Float[Tensor, "pos d"], torch.Tensor, Sequence[Ablation]]
+
+
+def effects(resumer: Resumer, sae, items: Sequence[Item], batch_size: int,
+            window: int | None = None, top_k: int = 0,
             unembed: Unembedding | None = None, counts: dict | None = None,
             ) -> list[list[Effect]]:
     """Per sentence ``(tokens, acts, real, ablations)``, each ablation's ``Effect`` over the
     positions from its start to the end of the sentence, or `window` of them. The sentences'
     clean runs go ``batch_size`` at a time (by length), each only as long as its windows need
     (the model is causal); their ablations ``batch_size - 1`` at a time (``_WholeRows``) or
-    WINDOW_ROWS window positions at a time across the batch (``_Windows``); the shifts (``shift``; ``top_k``: its
-    approximation, 0: exact) are computed CLEAN_ROWS clean rows at a time across sentences.
+    WINDOW_ROWS window positions at a time across the batch (``_Windows``); the shifts
+    (``shift``; ``top_k``: its approximation, 0: exact) are computed CLEAN_ROWS clean rows at a
+    time across sentences.
     ``unembed``: the run's ``shift.Unembedding``, built here when not given. ``counts``, when
     given, gets ``clean_rows`` (clean positions through the full softmax) and
     ``ablated_positions`` (the windows' positions)."""

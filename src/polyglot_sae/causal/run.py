@@ -43,7 +43,8 @@ class _Scan:
                               lean=lean_forward_for(model, hook)):
             if b.acts.ndim != 3:
                 raise InputError(hook, "hook", f"activation shape {tuple(b.acts.shape)} is not "
-                                 "[batch, pos, d]", "use an SAE at a hook with one vector per token")
+                                 "[batch, pos, d]",
+                                 "use an SAE at a hook with one vector per token")
             real = torch.from_numpy(b.real(special)).to(b.acts.device)
             for row, idx in enumerate(b.index.tolist()):
                 n = len(self.sentences[idx].token_ids)
