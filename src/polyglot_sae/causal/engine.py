@@ -147,6 +147,8 @@ class _Windows:
         self._pending: list[tuple[int, int, int, Tensor]] = []
 
     def add(self, row: int, edited: Sequence[Tensor], spans: Sequence[tuple[int, int]]) -> None:
+        """Edited copies of sentence `row`, each compared at its span: a copy that moved waits
+        for the next pass through the blocks, one that did not takes the clean run."""
         acts = self.acts[row]
         clean = self.run.final[row, :acts.shape[0]]
         out = self._out.setdefault(row, [])
