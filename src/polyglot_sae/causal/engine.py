@@ -122,8 +122,10 @@ class _WholeRows:
         length = max(e for _, e in spans)
         rows = torch.stack([acts[:length]] + [x[:length] for x in edited])
         final = self.resumer.final_resid(tokens[:length].expand(len(rows), -1), rows)
+        # copies, not views: a view would keep the whole batch alive until `results`
         self._runs.setdefault(row, []).append(
-            (final[0], [final[i, s:e] for i, (s, e) in enumerate(spans, start=1)], list(spans)))
+            (final[0].clone(), [final[i, s:e].clone() for i, (s, e) in enumerate(spans, start=1)],
+             list(spans)))
 
     def results(self, row: int) -> Runs:
         """Per `add` of sentence `row`: its own clean run (a clean row is compared only with
