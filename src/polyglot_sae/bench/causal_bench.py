@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="paired,exact,seed")
     for name in ("top_n", "class_top_n", "pool_pairs", "pool_part", "pairs_per_lang",
                  "control_sentences", "controls", "window", "top_k", "dictionary_sentences",
-                 "batch_size"):
+                 "batch_size", "seed"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int,
                             default=getattr(default, name))
     parser.add_argument("--calibrate", action="store_true",
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {k: getattr(args, k) for k in (
         "top_n", "class_top_n", "pool_pairs", "pool_part", "pairs_per_lang",
         "control_sentences", "controls", "window", "top_k", "dictionary_sentences", "batch_size",
-        "calibrate")}
+        "seed", "calibrate")}
     config = CausalConfig(**settings, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
