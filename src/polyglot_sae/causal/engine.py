@@ -91,7 +91,7 @@ class Resumer:
         return self.model.run_with_hooks(tokens, fwd_hooks=[(self.hook, replace)],
                                          stop_at_layer=n_layers)
 
-    def sentences(self, items: Sequence[tuple[Int[Tensor, " pos"], Float[Tensor, "pos d"]]]):
+    def batch(self, items: Sequence[tuple[Int[Tensor, " pos"], Float[Tensor, "pos d"]]]):
         """What computes the edited copies of a batch of sentences ``(tokens, acts)``:
         `_Windows` when the blocks can resume on windows (the clean sentences then run through
         them as one right-padded batch), else `_WholeRows`."""
@@ -147,12 +147,15 @@ class _Windows:
         self._spans: dict[int, list[tuple[int, int]]] = {}
         # moved copies waiting for the blocks: (row, copy, start of its window, its rows)
         self._pending: list[tuple[int, int, int, Tensor]] = []
+        self._pending_rows = 0
+
+    def _clean(self, row: int) -> Float[Tensor, "pos d_model"]:
+        return self.run.final[row, :self.acts[row].shape[0]]
 
     def add(self, row: int, edited: Sequence[Tensor], spans: Sequence[tuple[int, int]]) -> None:
         """Edited copies of sentence `row`, each compared at its span: a copy that moved waits
         for the next pass through the blocks, one that did not takes the clean run."""
-        acts = self.acts[row]
-        clean = self.run.final[row, :acts.shape[0]]
+        acts, clean = self.acts[row], self._clean(row)
         out = self._out.setdefault(row, [])
         first = len(out)
         out.extend(clean[s:e] for s, e in spans)
@@ -169,18 +172,18 @@ class _Windows:
             lows = torch.minimum(differs.to(torch.uint8).argmax(-1), starts)[moved].tolist()
             for c, lo in zip(moved, lows):
                 self._pending.append((row, first + c, lo, stacked[c, lo:spans[c][1]]))
-            if sum(x[3].shape[0] for x in self._pending) >= WINDOW_ROWS:
+                self._pending_rows += spans[c][1] - lo
+            if self._pending_rows >= WINDOW_ROWS:
                 self._flush()
 
     def results(self, row: int) -> Runs:
         """Sentence `row`'s clean run, shared by all of its copies."""
         if any(p[0] == row for p in self._pending):
             self._flush()
-        return [(self.run.final[row, :self.acts[row].shape[0]], self._out.pop(row, []),
-                 self._spans.pop(row, []))]
+        return [(self._clean(row), self._out.pop(row, []), self._spans.pop(row, []))]
 
     def _flush(self) -> None:
-        pending, self._pending = self._pending, []
+        pending, self._pending, self._pending_rows = self._pending, [], 0
         device = self.run.final.device
         width = max(x[3].shape[0] for x in pending)
         rows = torch.tensor([x[0] for x in pending], device=device)
@@ -348,8 +351,8 @@ def effects(resumer: Resumer, sae, items: Sequence[Item], batch_size: int,
     todo = sorted(lengths, key=lambda i: (lengths[i], i))
     for lo in range(0, len(todo), batch_size):
         chunk = todo[lo:lo + batch_size]
-        batch = resumer.sentences([(items[i][0][:lengths[i]], items[i][1][:lengths[i]])
-                                   for i in chunk])
+        batch = resumer.batch([(items[i][0][:lengths[i]], items[i][1][:lengths[i]])
+                               for i in chunk])
         for row, item in enumerate(chunk):
             _, acts, real, ablations = items[item]
             length = lengths[item]
@@ -414,32 +417,31 @@ def steering_deltas(resumer: Resumer, sae,
     is added to the hook's activation there (the log-prob of a set is the logsumexp of its
     tokens' log-probs). NaN for an empty set. The contexts' last rows share the unembedding's
     blocks (a block of CHUNK rows costs the same however few of them are real)."""
-    model = resumer.model
     per_batch = batch_size - 1
-    finals, wanted, plan = [], [], []  # plan: per context, per batch (first row, its features)
+    groups = [range(lo, min(len(features), lo + per_batch))
+              for lo in range(0, len(features), per_batch)]
+    # per group: its clean row's sets (all its features' words), then each steered row's
+    sets = [[[x for i in g for x in word_sets[i]]] + [list(word_sets[i]) for i in g]
+            for g in groups]
+    finals, wanted = [], []
     for tokens, acts in contexts:
-        plan.append([])
-        for lo in range(0, len(features), per_batch):
-            group = list(range(lo, min(len(features), lo + per_batch)))
+        for g, g_sets in zip(groups, sets):
             rows = [acts]
-            for i in group:
+            for i in g:
                 steered = acts.clone()
                 steered[-1] = steered[-1] + alphas[i] * sae.W_dec[features[i]].to(acts.dtype)
                 rows.append(steered)
-            final = resumer.final_resid(tokens.expand(len(rows), -1), torch.stack(rows))
-            plan[-1].append((len(wanted), group))
-            finals.append(final[:, -1])
-            wanted += [[x for i in group for x in word_sets[i]]]
-            wanted += [list(word_sets[i]) for i in group]
-    got = set_logprobs(model, torch.cat(finals), wanted) if finals else []
+            finals.append(resumer.final_resid(tokens.expand(len(rows), -1),
+                                              torch.stack(rows))[:, -1])
+            wanted += g_sets
+    got = iter(set_logprobs(resumer.model, torch.cat(finals), wanted) if finals else [])
     out: list[list[list[float]]] = []
-    for batches in plan:
+    for _ in contexts:
         out.append([])
-        for first, group in batches:
-            offset = 0
-            for j, i in enumerate(group, start=1):
+        for g in groups:
+            clean, offset = next(got), 0
+            for i in g:
                 k = len(word_sets[i])
-                out[-1].append([a - b for a, b in zip(got[first + j],
-                                                      got[first][offset:offset + k])])
+                out[-1].append([a - b for a, b in zip(next(got), clean[offset:offset + k])])
                 offset += k
     return out
